@@ -1,0 +1,5 @@
+import sys
+
+from specgan.cli import main
+
+sys.exit(main())

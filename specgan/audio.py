@@ -1,0 +1,38 @@
+"""Audio file discovery and decoding (soundfile), shared by download, features and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg"})
+LABEL_MANIFEST = "labels.csv"  # class labels of a labelled kit; kept beside the audio by download
+
+
+def is_audio_name(name: str) -> bool:
+    """True for file names with an audio extension (case-insensitive)."""
+    return Path(name).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def is_kept_name(name: str) -> bool:
+    """Files the download step keeps: audio plus label manifests."""
+    return is_audio_name(name) or Path(name).name == LABEL_MANIFEST
+
+
+def list_audio(root: str | Path, split: str = "all") -> list[str]:
+    """Sorted relative POSIX paths of the audio files under ``root``.
+
+    ``split`` keeps the files below a folder of that name (``train``, ``valid``, ``test``);
+    ``all`` keeps every file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    rels = []
+    for path in root.rglob("*"):
+        if not path.is_file() or not is_audio_name(path.name):
+            continue
+        rel = path.relative_to(root)
+        if split != "all" and split not in rel.parts[:-1]:
+            continue
+        rels.append(rel.as_posix())
+    return sorted(rels)

@@ -1,0 +1,127 @@
+"""The ``specgan`` command: one subcommand per pipeline step (each a thin wrapper over a library function)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from specgan.config import ConfigError, Params, load_params
+from specgan.errors import SpecganError
+
+Handler = Callable[[argparse.Namespace, Params], int | None]
+
+
+def _params(args: argparse.Namespace) -> Params:
+    return load_params(args.params, args.set or ())
+
+
+def cmd_download(args: argparse.Namespace, p: Params) -> None:
+    from specgan.download import download
+
+    source = args.source or p.data.source
+    res = download(source, args.out, p.download, sha256=p.data.sha256 if args.sha256 is None else args.sha256)
+    print(f"{res.n_files} files in {res.out_dir} (data version {res.data_version[:12]})")
+
+
+def cmd_synth_dataset(args: argparse.Namespace, p: Params) -> None:
+    from specgan.synth_kit import make_kit
+
+    out = make_kit(args.out, n_per_class=args.per_class, seed=args.seed)
+    print(f"synthetic drum kit written to {out}")
+
+
+def cmd_set_source(args: argparse.Namespace, p: Params) -> None:
+    from specgan.data_source import set_source
+
+    set_source(args.source, root=Path(args.params).parent, sha256=args.sha256)
+    print(f"data.dvc and params.yaml now name {args.source}; run `dvc repro` to fetch and pin it")
+
+
+def cmd_features(args: argparse.Namespace, p: Params) -> None:
+    from specgan.features import featurize_shard, run_features
+
+    split = args.split or p.data.split
+    if args.shard is not None:
+        res = featurize_shard(args.data, args.out, args.shard, p.features.shards, split, p.features)
+        print(f"shard {res.index}: {res.n_clips} clips, {len(res.rejects)} rejected")
+        return
+    summary = run_features(args.data, args.out, p.features, split, workers=args.workers, metrics=args.metrics)
+    print(f"{summary['clips']} clips featurized, {summary['rejected']} rejected "
+          f"{summary['rejects_by_reason']} in {summary['seconds']} s")
+
+
+def cmd_stats(args: argparse.Namespace, p: Params) -> None:
+    from specgan.download import read_source_info
+    from specgan.stats import run_stats
+
+    version = read_source_info(args.data).get("data_version", "") if args.data else ""
+    stats = run_stats(args.features, args.out, p.features.n_frames, version)
+    print(f"stats over {stats.clips} clips ({stats.frames} frames) written to {args.out}")
+
+
+def _add_common(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override one param, e.g. --set train.epochs=2 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests that check the README's commands)."""
+    parser = argparse.ArgumentParser(prog="specgan", description="SpecGAN drum synthesis pipeline")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("download", help="fetch and safely extract the dataset")
+    sp.add_argument("--source", help="http(s)://, s3://, archive or folder (default: data.source)")
+    sp.add_argument("--out", required=True, help="folder for the extracted audio")
+    sp.add_argument("--sha256", help="expected archive sha256 (default: data.sha256)")
+    sp.set_defaults(func=cmd_download)
+
+    sp = sub.add_parser("synth-dataset", help="write the procedural drum kit (archive or folder)")
+    sp.add_argument("--out", required=True, help="path ending .tar.gz, .zip, or a folder")
+    sp.add_argument("--per-class", type=int, default=8, help="clips per drum class (default 8)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sp.set_defaults(func=cmd_synth_dataset)
+
+    sp = sub.add_parser("set-source", help="point data.dvc and params.yaml at another dataset")
+    sp.add_argument("source", help="http(s)://, s3://, local archive or folder")
+    sp.add_argument("--sha256", default="", help="expected archive sha256 (optional)")
+    sp.set_defaults(func=cmd_set_source)
+
+    sp = sub.add_parser("features", help="log-magnitude STFT features, sharded and parallel")
+    sp.add_argument("--data", required=True, help="folder of audio (the download output)")
+    sp.add_argument("--out", required=True, help="output folder of shards")
+    sp.add_argument("--split", choices=["train", "valid", "test", "all"], help="default: data.split")
+    sp.add_argument("--workers", type=int, help="worker processes (default: features.workers, 0 = all cores)")
+    sp.add_argument("--shard", type=int, help="featurize only this shard index (Kubeflow fan-out)")
+    sp.add_argument("--metrics", help="also write the summary (clips, rejects, seconds) to this JSON file")
+    sp.set_defaults(func=cmd_features)
+
+    sp = sub.add_parser("stats", help="per-bin normalization statistics from the shards")
+    sp.add_argument("--features", required=True, help="features folder")
+    sp.add_argument("--out", required=True, help="stats JSON file")
+    sp.add_argument("--data", help="download folder, to record its data version")
+    sp.set_defaults(func=cmd_stats)
+
+    for choice in sub.choices.values():
+        _add_common(choice)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: errors the user can act on are one line on stderr and exit code 1."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args, _params(args)) or 0)
+    except (ConfigError, SpecganError) as exc:
+        print(f"specgan {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Typed, frozen, validated configuration loaded from params.yaml (the only source of values)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """A one-line error naming the offending params key."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+def _f(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+    """A required field with an optional numeric range."""
+    return field(metadata=_range(lo, hi, lo_open))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _f()
+    sha256: str = _f()
+    split: Literal["train", "valid", "test", "all"] = _f()
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    retries: int = _f(1, 100)
+    backoff_s: float = _f(0, 600)
+    timeout_s: float = _f(0, 3600, lo_open=True)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    sample_rate: int = _f(1000, 384000)
+    clip_samples: int = _f(1)
+    tail_pad: int = _f(0)
+    n_fft: int = _f(2)
+    win_length: int = _f(2)
+    hop_length: int = _f(1)
+    log_eps: float = _f(0, 1, lo_open=True)
+    shards: int = _f(1, 100000)
+    workers: int = _f(0, 1024)
+
+    @property
+    def n_bins(self) -> int:
+        """One-sided frequency bins (129 for n_fft 256)."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def n_frames(self) -> int:
+        """STFT frames without centering (128 for the SPEC values)."""
+        return (self.clip_samples + self.tail_pad - self.n_fft) // self.hop_length + 1
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    scale: float = _f(0, lo_open=True)
+    clip: float = _f(0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = _f(1)
+    model_dim: int = _f(1)
+    kernel_size: int = _f(1, 15)
+    leaky_slope: float = _f(0, 1)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = _f(0, 1, lo_open=True)
+    beta1: float = _f(0, 1)
+    beta2: float = _f(0, 1)
+    eps: float = _f(0, 1, lo_open=True)
+    d_steps: int = _f(1, 100)
+    gp_weight: float = _f(0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    recipe: Literal["dcgan", "wgan_gp"] = _f()
+    epochs: int = _f(1)
+    batch_size: int = _f(1)
+    seed: int = _f(0)
+    checkpoint_every_epochs: int = _f(1)
+    keep_checkpoints: int = _f(1)
+    log_every_iters: int = _f(1)
+    grid_every_epochs: int = _f(1)
+    device: Literal["auto", "cpu", "cuda"] = _f()
+    compile: bool = _f()
+    bf16: bool = _f()
+    dcgan: OptimConfig = _f()
+    wgan_gp: OptimConfig = _f()
+
+    @property
+    def optim(self) -> OptimConfig:
+        """The optimizer settings of the selected recipe."""
+        return getattr(self, self.recipe)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    n_samples: int = _f(1)
+    seed: int = _f(0)
+    griffin_lim_iters: int = _f(1, 10000)
+    momentum: float = _f(0, 1)
+    pad_frames: int = _f(0)
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig
+    download: DownloadConfig
+    features: FeaturesConfig
+    normalize: NormalizeConfig
+    model: ModelConfig
+    train: TrainConfig
+    render: RenderConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (what params.yaml holds)."""
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """Short stable hash of the named sections (all when none), for provenance."""
+        d = self.to_dict()
+        picked = {k: d[k] for k in (sections or d.keys())}
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_value(key: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if typing.get_origin(tp) is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value <= lo if meta.get("lo_open") else value < lo):
+        op = ">" if meta.get("lo_open") else ">="
+        raise ConfigError(f"{key}: must be {op} {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: must be <= {hi}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix or "params"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{prefix + '.' if prefix else ''}{key}: unknown key")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in raw:
+            raise ConfigError(f"{key}: missing")
+        values[name] = _check_value(key, hints[name], raw[name], f.metadata)
+    return cls(**values)
+
+
+def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
+        key, text = item.split("=", 1)
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"{key}: unknown key")
+            node = node[p]
+        if leaf not in node:
+            raise ConfigError(f"{key}: unknown key")
+        node[leaf] = yaml.safe_load(text)
+    return raw
+
+
+def params_from_dict(raw: Any, overrides: typing.Iterable[str] = ()) -> Params:
+    """Validate a nested dict (with optional KEY=VALUE overrides) into Params."""
+    raw = _apply_overrides(json.loads(json.dumps(raw)), overrides) if isinstance(raw, dict) else raw
+    return _build(Params, raw, "")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: typing.Iterable[str] = ()) -> Params:
+    """Load and validate params.yaml; errors are one line naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return params_from_dict(raw, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

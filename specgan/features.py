@@ -1,0 +1,209 @@
+"""The features step: every clip of the dataset to a log-magnitude STFT, sharded and in parallel.
+
+Shard ``i`` of ``k`` holds a fixed contiguous range of the sorted file list, so the shards
+concatenated in order are the same for any shard or worker count, and a Kubeflow fan-out over
+shard indices computes exactly what the local process pool computes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from specgan.atomic import atomic_dir, atomic_path, write_json
+from specgan.audio import list_audio
+from specgan.config import FeaturesConfig
+from specgan.errors import FeaturesError
+from specgan.running_stats import RunningStats
+from specgan.spectral import RejectedClip, load_clip, log_spectrogram
+from specgan.synth_kit import read_labels
+
+CHUNK_CLIPS = 128
+MANIFEST_FIELDS = ["index", "path", "sha256", "sample_rate", "channels", "duration_s", "label"]
+SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    index: int
+    n_clips: int
+    rejects: list[tuple[str, str]]
+
+
+def shard_name(index: int, n_shards: int) -> str:
+    """File stem of one shard."""
+    return f"shard-{index:05d}-of-{n_shards:05d}"
+
+
+def shard_files(files: list[str], index: int, n_shards: int) -> list[str]:
+    """The contiguous slice of the sorted file list that shard ``index`` owns."""
+    n = len(files)
+    return files[index * n // n_shards:(index + 1) * n // n_shards]
+
+
+def select_files(data_dir: str | Path, split: str) -> list[str]:
+    """Sorted audio files of the split; a clear error when there are none."""
+    try:
+        files = list_audio(data_dir, split)
+    except FileNotFoundError as exc:
+        raise FeaturesError(str(exc)) from None
+    if not files:
+        raise FeaturesError(f"no audio files for split {split!r} under {data_dir}")
+    return files
+
+
+def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_shards: int,
+                    split: str, cfg: FeaturesConfig) -> ShardResult:
+    """Featurize one shard: ``<stem>.npy`` [n, bins, frames] float32, ``<stem>.manifest.csv``,
+    ``<stem>.rejects.csv`` and ``<stem>.stats.npz`` (sufficient statistics), each written atomically."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = shard_files(select_files(data_dir, split), index, n_shards)
+    labels = read_labels(data_dir)
+    stem = out_dir / shard_name(index, n_shards)
+    row_shape = (cfg.n_bins, cfg.n_frames)
+    stats = RunningStats(cfg.n_bins)
+    manifest, rejects = [], []
+    with atomic_path(stem.with_suffix(".npy")) as tmp_npy, open(tmp_npy, "wb") as fh:
+        header_len = _write_npy_header(fh, (len(files), *row_shape))
+        for start in range(0, len(files), CHUNK_CLIPS):
+            clips = []
+            for rel in files[start:start + CHUNK_CLIPS]:
+                path = data_dir / rel
+                try:
+                    clip, meta = load_clip(path, cfg)
+                except RejectedClip as exc:
+                    rejects.append((rel, str(exc)))
+                    continue
+                clips.append(clip)
+                manifest.append([len(manifest), rel, _sha256(path), meta.sample_rate, meta.channels,
+                                 round(meta.duration_s, 6), labels.get(rel, "")])
+            if clips:
+                feats = log_spectrogram(np.stack(clips), cfg).numpy()
+                if not np.isfinite(feats).all():  # cannot happen after the checks above; never let it through
+                    raise FeaturesError(f"non-finite features in shard {index}")
+                fh.write(np.ascontiguousarray(feats, dtype="<f4").tobytes())
+                stats.update(feats)
+        _finish_npy(fh, header_len, (len(manifest), *row_shape))
+    _write_csv(stem.with_suffix(".manifest.csv"), MANIFEST_FIELDS, manifest)
+    _write_csv(stem.with_suffix(".rejects.csv"), ["path", "reason"], rejects)
+    with atomic_path(stem.with_suffix(".stats.npz"), suffix=".npz") as tmp:
+        stats.save(tmp)
+    return ShardResult(index, len(manifest), rejects)
+
+
+def _write_npy_header(fh: io.BufferedWriter, shape: tuple[int, ...]) -> int:
+    np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return fh.tell()
+
+
+def _finish_npy(fh: io.BufferedWriter, header_len: int, shape: tuple[int, ...]) -> None:
+    """Rewrite the reserved header with the final row count (numpy pads headers for this)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    if buf.tell() != header_len:
+        raise FeaturesError("npy header size changed; cannot finalize shard")
+    fh.flush()
+    fh.seek(0)
+    fh.write(buf.getvalue())
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _write_csv(dest: Path, header: list[str], rows: list) -> None:
+    with atomic_path(dest) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _shard_job(args: tuple) -> ShardResult:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker process
+    return featurize_shard(*args)
+
+
+def run_features(data_dir: str | Path, out_dir: str | Path, cfg: FeaturesConfig, split: str,
+                 workers: int | None = None, metrics: str | Path | None = None) -> dict:
+    """Featurize every shard with a process pool, then write rejects and a summary
+    (also to ``metrics``, a DVC metrics file, when given)."""
+    t0 = time.perf_counter()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    files = select_files(data_dir, split)
+    workers = workers or cfg.workers or os.cpu_count() or 1
+    with atomic_dir(out_dir) as tmp:
+        jobs = [(data_dir, tmp, i, cfg.shards, split, cfg) for i in range(cfg.shards)]
+        results = []
+        with tqdm(total=len(files), desc="features", unit="clip") as bar:
+            if workers == 1:
+                for job in jobs:
+                    results.append(featurize_shard(*job))
+                    bar.update(len(shard_files(files, job[2], cfg.shards)))
+            else:
+                with ProcessPoolExecutor(max_workers=min(workers, cfg.shards)) as pool:
+                    for res in pool.map(_shard_job, jobs):
+                        results.append(res)
+                        bar.update(len(shard_files(files, res.index, cfg.shards)))
+        summary = merge_summary(tmp, results, len(files), split, time.perf_counter() - t0)
+    if metrics:
+        write_json(metrics, summary)
+    return summary
+
+
+def merge_summary(out_dir: Path, results: list[ShardResult], n_files: int, split: str,
+                  seconds: float) -> dict:
+    """Write ``rejects.csv`` and ``summary.json`` over all shards; fail if nothing was usable."""
+    rejects = [r for res in sorted(results, key=lambda r: r.index) for r in res.rejects]
+    _write_csv(out_dir / "rejects.csv", ["path", "reason"], rejects)
+    clips = sum(r.n_clips for r in results)
+    by_reason = Counter(reason.split(":", 1)[0] for _, reason in rejects)
+    summary = {"split": split, "files": n_files, "clips": clips, "rejected": len(rejects),
+               "rejects_by_reason": dict(sorted(by_reason.items())), "shards": len(results),
+               "seconds": round(seconds, 3)}
+    if clips == 0:
+        raise FeaturesError(f"every one of the {n_files} files was rejected; first: {rejects[0][0]}: {rejects[0][1]}")
+    write_json(out_dir / SUMMARY, summary)
+    return summary
+
+
+def shard_stems(features_dir: str | Path) -> list[Path]:
+    """The shards of a features folder, in order."""
+    stems = sorted(p.with_suffix("") for p in Path(features_dir).glob("shard-*-of-*.npy"))
+    if not stems:
+        raise FeaturesError(f"no feature shards in {features_dir}")
+    return stems
+
+
+def load_features(features_dir: str | Path) -> np.ndarray:
+    """All shards concatenated in order (memory-mapped shards, one copy in memory)."""
+    arrays = [np.load(stem.with_suffix(".npy"), mmap_mode="r") for stem in shard_stems(features_dir)]
+    return np.concatenate(arrays, axis=0)
+
+
+def load_manifest(features_dir: str | Path) -> list[dict]:
+    """All shard manifests concatenated in order."""
+    rows: list[dict] = []
+    for stem in shard_stems(features_dir):
+        with open(stem.with_suffix(".manifest.csv"), newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+    return rows
+
+
+def read_summary(features_dir: str | Path) -> dict:
+    """The summary written by :func:`run_features`."""
+    return json.loads((Path(features_dir) / SUMMARY).read_text())
