@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,8 @@ def load_clip(path: str | Path, cfg: FeaturesConfig) -> tuple[np.ndarray, ClipIn
         raise RejectedClip(f"unreadable audio: {_first_line(exc)}") from None
     if info.frames <= 0:
         raise RejectedClip("empty: 0 samples")
+    if info.format == "WAV":
+        _check_wav_complete(Path(path))
     meta = ClipInfo(info.samplerate, info.channels, info.frames / info.samplerate)
     # Read only what the clip needs (plus a resampling margin), so a long file costs no more.
     need = cfg.clip_samples if info.samplerate == cfg.sample_rate else (
@@ -56,6 +59,25 @@ def load_clip(path: str | Path, cfg: FeaturesConfig) -> tuple[np.ndarray, ClipIn
     if peak == 0.0:
         raise RejectedClip("silent: peak 0")
     return clip / peak, meta
+
+
+def _check_wav_complete(path: Path) -> None:
+    """libsndfile silently shortens a WAV whose data chunk was cut off; reject it instead."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if fh.read(12)[8:12] != b"WAVE":
+            return
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return
+            chunk, length = head[:4], struct.unpack("<I", head[4:])[0]
+            if chunk == b"data":
+                if fh.tell() + length > size:
+                    raise RejectedClip(f"truncated: data chunk promises {length} bytes, "
+                                       f"{size - fh.tell()} present")
+                return
+            fh.seek(length + (length & 1), 1)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -81,9 +103,12 @@ def _spectrogram(cfg: FeaturesConfig) -> torchaudio.transforms.Spectrogram:
 
 
 def log_spectrogram(clips: np.ndarray | torch.Tensor, cfg: FeaturesConfig) -> torch.Tensor:
-    """[B, clip_samples] peak-normalized clips -> float32 [B, n_bins, n_frames] log-magnitude."""
-    x = torch.as_tensor(clips, dtype=torch.float32)
+    """[B, clip_samples] peak-normalized clips -> float32 [B, n_bins, n_frames] log-magnitude.
+
+    The transform runs in float64: log(|S| + 1e-6) magnifies float32 rounding in near-silent bins
+    by up to 1e-3, and the features must match the reference to 1e-4 everywhere."""
+    x = torch.as_tensor(clips).to(torch.float64)
     x = torch.nn.functional.pad(x, (0, cfg.tail_pad))
     with torch.inference_mode():
-        mag = _spectrogram(cfg).to(x.device)(x)
-        return torch.log(mag + cfg.log_eps)
+        mag = _spectrogram(cfg).to(x.device, torch.float64)(x)
+        return torch.log(mag + cfg.log_eps).to(torch.float32)
