@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg"})
@@ -28,11 +29,9 @@ def list_audio(root: str | Path, split: str = "all") -> list[str]:
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     rels = []
-    for path in root.rglob("*"):
-        if not path.is_file() or not is_audio_name(path.name):
+    for folder, _, names in os.walk(root):  # os.walk: several times faster than Path.rglob on big sets
+        parts = Path(folder).relative_to(root).parts
+        if split != "all" and split not in parts:
             continue
-        rel = path.relative_to(root)
-        if split != "all" and split not in rel.parts[:-1]:
-            continue
-        rels.append(rel.as_posix())
+        rels.extend("/".join((*parts, n)) for n in names if is_audio_name(n))
     return sorted(rels)

@@ -64,13 +64,16 @@ def select_files(data_dir: str | Path, split: str) -> list[str]:
 
 
 def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_shards: int,
-                    split: str, cfg: FeaturesConfig) -> ShardResult:
+                    split: str, cfg: FeaturesConfig, all_files: list[str] | None = None,
+                    labels: dict[str, str] | None = None) -> ShardResult:
     """Featurize one shard: ``<stem>.npy`` [n, bins, frames] float32, ``<stem>.manifest.csv``,
-    ``<stem>.rejects.csv`` and ``<stem>.stats.npz`` (sufficient statistics), each written atomically."""
+    ``<stem>.rejects.csv`` and ``<stem>.stats.npz`` (sufficient statistics), each written atomically.
+
+    ``all_files`` and ``labels`` save listing the dataset again when the caller already did."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = shard_files(select_files(data_dir, split), index, n_shards)
-    labels = read_labels(data_dir)
+    files = shard_files(all_files if all_files is not None else select_files(data_dir, split), index, n_shards)
+    labels = labels if labels is not None else read_labels(data_dir)
     stem = out_dir / shard_name(index, n_shards)
     row_shape = (cfg.n_bins, cfg.n_frames)
     stats = RunningStats(cfg.n_bins)
@@ -80,15 +83,15 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
         for start in range(0, len(files), CHUNK_CLIPS):
             clips = []
             for rel in files[start:start + CHUNK_CLIPS]:
-                path = data_dir / rel
                 try:
-                    clip, meta = load_clip(path, cfg)
-                except RejectedClip as exc:
-                    rejects.append((rel, str(exc)))
+                    data = (data_dir / rel).read_bytes()
+                    clip, meta = load_clip(rel, cfg, data)
+                except (RejectedClip, OSError) as exc:
+                    rejects.append((rel, str(exc) if isinstance(exc, RejectedClip) else f"unreadable file: {exc}"))
                     continue
                 clips.append(clip)
-                manifest.append([len(manifest), rel, _sha256(path), meta.sample_rate, meta.channels,
-                                 round(meta.duration_s, 6), labels.get(rel, "")])
+                manifest.append([len(manifest), rel, hashlib.sha256(data).hexdigest(), meta.sample_rate,
+                                 meta.channels, round(meta.duration_s, 6), labels.get(rel, "")])
             if clips:
                 feats = log_spectrogram(np.stack(clips), cfg).numpy()
                 if not np.isfinite(feats).all():  # cannot happen after the checks above; never let it through
@@ -119,11 +122,6 @@ def _finish_npy(fh: io.BufferedWriter, header_len: int, shape: tuple[int, ...]) 
     fh.write(buf.getvalue())
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _write_csv(dest: Path, header: list[str], rows: list) -> None:
     with atomic_path(dest) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -146,8 +144,9 @@ def run_features(data_dir: str | Path, out_dir: str | Path, cfg: FeaturesConfig,
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     files = select_files(data_dir, split)
     workers = workers or cfg.workers or os.cpu_count() or 1
+    labels = read_labels(data_dir)
     with atomic_dir(out_dir) as tmp:
-        jobs = [(data_dir, tmp, i, cfg.shards, split, cfg) for i in range(cfg.shards)]
+        jobs = [(data_dir, tmp, i, cfg.shards, split, cfg, files, labels) for i in range(cfg.shards)]
         results = []
         with tqdm(total=len(files), desc="features", unit="clip") as bar:
             if workers == 1:

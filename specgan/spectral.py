@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 from dataclasses import dataclass
@@ -27,31 +28,34 @@ class ClipInfo:
     duration_s: float
 
 
-def load_clip(path: str | Path, cfg: FeaturesConfig) -> tuple[np.ndarray, ClipInfo]:
-    """Decode the first ``clip_samples`` (at ``sample_rate``) of a file: mono, resampled, padded, peak 1."""
+def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None) -> tuple[np.ndarray, ClipInfo]:
+    """Decode the first ``clip_samples`` (at ``sample_rate``) of a file: mono, resampled, padded, peak 1.
+
+    ``data`` is the file's content when the caller already read it (one read serves hash and decode)."""
     try:
-        info = sf.info(str(path))
+        snd = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise RejectedClip(f"unreadable audio: {_first_line(exc)}") from None
-    if info.frames <= 0:
-        raise RejectedClip("empty: 0 samples")
-    if info.format == "WAV":
-        _check_wav_complete(Path(path))
-    meta = ClipInfo(info.samplerate, info.channels, info.frames / info.samplerate)
-    # Read only what the clip needs (plus a resampling margin), so a long file costs no more.
-    need = cfg.clip_samples if info.samplerate == cfg.sample_rate else (
-        math.ceil(cfg.clip_samples * info.samplerate / cfg.sample_rate) + 64)
-    try:
-        audio, _ = sf.read(str(path), frames=need, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise RejectedClip(f"unreadable audio: {_first_line(exc)}") from None
-    if audio.shape[0] < min(need, info.frames):
-        raise RejectedClip(f"truncated: header promises {info.frames} frames, {audio.shape[0]} decoded")
+    with snd:
+        if snd.frames <= 0:
+            raise RejectedClip("empty: 0 samples")
+        if snd.format == "WAV":
+            _check_wav_complete(data if data is not None else Path(path).read_bytes())
+        meta = ClipInfo(snd.samplerate, snd.channels, snd.frames / snd.samplerate)
+        # Read only what the clip needs (plus a resampling margin), so a long file costs no more.
+        need = cfg.clip_samples if snd.samplerate == cfg.sample_rate else (
+            math.ceil(cfg.clip_samples * snd.samplerate / cfg.sample_rate) + 64)
+        try:
+            audio = snd.read(frames=need, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise RejectedClip(f"unreadable audio: {_first_line(exc)}") from None
+    if audio.shape[0] < min(need, meta.sample_rate * meta.duration_s):
+        raise RejectedClip(f"truncated: {audio.shape[0]} frames decoded")
     if not np.isfinite(audio).all():
         raise RejectedClip("non-finite samples (NaN or Inf)")
-    mono = audio.mean(axis=1)
-    if info.samplerate != cfg.sample_rate:
-        mono = _resample(mono, info.samplerate, cfg.sample_rate)
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if meta.sample_rate != cfg.sample_rate:
+        mono = _resample(mono, meta.sample_rate, cfg.sample_rate)
     clip = np.zeros(cfg.clip_samples, dtype=np.float32)
     n = min(cfg.clip_samples, mono.shape[0])
     clip[:n] = mono[:n]
@@ -61,23 +65,19 @@ def load_clip(path: str | Path, cfg: FeaturesConfig) -> tuple[np.ndarray, ClipIn
     return clip / peak, meta
 
 
-def _check_wav_complete(path: Path) -> None:
+def _check_wav_complete(data: bytes) -> None:
     """libsndfile silently shortens a WAV whose data chunk was cut off; reject it instead."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        if fh.read(12)[8:12] != b"WAVE":
+    if data[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, length = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        pos += 8
+        if chunk == b"data":
+            if pos + length > len(data):
+                raise RejectedClip(f"truncated: data chunk promises {length} bytes, {len(data) - pos} present")
             return
-        while True:
-            head = fh.read(8)
-            if len(head) < 8:
-                return
-            chunk, length = head[:4], struct.unpack("<I", head[4:])[0]
-            if chunk == b"data":
-                if fh.tell() + length > size:
-                    raise RejectedClip(f"truncated: data chunk promises {length} bytes, "
-                                       f"{size - fh.tell()} present")
-                return
-            fh.seek(length + (length & 1), 1)
+        pos += length + (length & 1)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -99,16 +99,18 @@ def _spectrogram(cfg: FeaturesConfig) -> torchaudio.transforms.Spectrogram:
     # torch.hann_window is periodic by default, as SPEC.md asks.
     return torchaudio.transforms.Spectrogram(
         n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
-        pad=0, power=1.0, center=False, window_fn=torch.hann_window)
+        pad=0, power=None, center=False, window_fn=torch.hann_window)
 
 
 def log_spectrogram(clips: np.ndarray | torch.Tensor, cfg: FeaturesConfig) -> torch.Tensor:
     """[B, clip_samples] peak-normalized clips -> float32 [B, n_bins, n_frames] log-magnitude.
 
     The transform runs in float64: log(|S| + 1e-6) magnifies float32 rounding in near-silent bins
-    by up to 1e-3, and the features must match the reference to 1e-4 everywhere."""
+    by up to 1e-3, and the features must match the reference to 1e-4 everywhere. The squared
+    magnitude is formed in float64 (complex abs is slow on the CPU); sqrt and log run in float32."""
     x = torch.as_tensor(clips).to(torch.float64)
     x = torch.nn.functional.pad(x, (0, cfg.tail_pad))
     with torch.inference_mode():
-        mag = _spectrogram(cfg).to(x.device, torch.float64)(x)
-        return torch.log(mag + cfg.log_eps).to(torch.float32)
+        spec = torch.view_as_real(_spectrogram(cfg).to(x.device, torch.float64)(x))
+        power = (spec[..., 0].square() + spec[..., 1].square()).to(torch.float32)
+        return torch.log(power.sqrt_().add_(cfg.log_eps))

@@ -1,0 +1,84 @@
+"""Features throughput: the project's sharded parallel step against a plain single-process loop.
+
+Writes N 16 kHz, 1-second WAV files, then times (a) soundfile + numpy STFT file by file and
+(b) ``run_features`` with all cores. Prints clips/s, the ratio and peak RSS of each.
+Usage: python bench/bench_features.py [N]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def make_clips(folder: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    for i in range(n):
+        x = np.sin(2 * np.pi * rng.uniform(50, 400) * t) * np.exp(-t / rng.uniform(0.05, 0.5))
+        sf.write(folder / f"clip_{i:05d}.wav", (x + 0.01 * rng.standard_normal(t.size)) * 0.8, 16000)
+
+
+def plain_loop(folder: Path) -> int:
+    """The baseline: soundfile + numpy STFT, one file at a time, one process."""
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(256) / 256)
+    idx = np.arange(256)[None, :] + 128 * np.arange(128)[:, None]
+    n = 0
+    out = []
+    for path in sorted(folder.glob("*.wav")):
+        x, _ = sf.read(path, dtype="float32")
+        clip = np.zeros(16384 + 128, dtype=np.float32)
+        clip[: min(16384, len(x))] = x[:16384]
+        clip[:16384] /= np.abs(clip).max()
+        out.append(np.log(np.abs(np.fft.rfft(clip[idx] * window, axis=1)).T + 1e-6).astype(np.float32))
+        n += 1
+    return n
+
+
+def child(mode: str, folder: str, out: str) -> None:
+    from specgan.config import load_params
+    from specgan.features import run_features  # imports (torch) stay outside the timed region
+
+    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    t0 = time.perf_counter()
+    if mode == "plain":
+        n = plain_loop(Path(folder))
+    else:
+        n = run_features(folder, out, p.features, "all")["clips"]
+    dt = time.perf_counter() - t0
+    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(json.dumps({"mode": mode, "clips": n, "seconds": dt, "clips_per_s": n / dt, "peak_rss_mb": rss / 1024}))
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "clips"
+        folder.mkdir()
+        make_clips(folder, n)
+        results = {}
+        for mode in ("plain", "project"):
+            proc = subprocess.run([sys.executable, __file__, "--child", mode, str(folder), str(Path(tmp) / mode)],
+                                  capture_output=True, text=True, check=True)
+            results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, n={n}")
+    for r in results.values():
+        print(f"{r['mode']:8s} {r['clips_per_s']:8.0f} clips/s  peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(f"ratio project/plain: {results['project']['clips_per_s'] / results['plain']['clips_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:5])
+    else:
+        main()
