@@ -62,6 +62,16 @@ def cmd_stats(args: argparse.Namespace, p: Params) -> None:
     print(f"stats over {stats.clips} clips ({stats.frames} frames) written to {args.out}")
 
 
+def cmd_train(args: argparse.Namespace, p: Params) -> None:
+    from specgan.train import train
+
+    summary = train(args.features, args.stats, args.out, p, resume=args.resume, fresh=args.fresh,
+                    metrics_path=args.metrics, log_csv=args.log_csv)
+    if summary.get("run_id"):
+        print(f"trained {summary['iterations']} iterations ({summary['epochs']} epochs); "
+              f"MLflow run {summary['run_id']}")
+
+
 def _add_common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -105,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="stats JSON file")
     sp.add_argument("--data", help="download folder, to record its data version")
     sp.set_defaults(func=cmd_stats)
+
+    sp = sub.add_parser("train", help="train the GAN (checkpoints, resume, MLflow; torchrun for DDP)")
+    sp.add_argument("--features", required=True, help="features folder")
+    sp.add_argument("--stats", required=True, help="stats JSON file")
+    sp.add_argument("--out", required=True, help="output folder (checkpoints/, generator.pt, grids/)")
+    group = sp.add_mutually_exclusive_group()
+    group.add_argument("--resume", metavar="CKPT", help="resume from this checkpoint "
+                       "(default: the latest in OUT/checkpoints when its params match)")
+    group.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    sp.add_argument("--metrics", help="final losses and throughput as JSON (DVC metrics)")
+    sp.add_argument("--log-csv", help="loss history CSV (DVC plots)")
+    sp.set_defaults(func=cmd_train)
 
     for choice in sub.choices.values():
         _add_common(choice)

@@ -1,0 +1,45 @@
+"""Training checkpoints: atomic, rotated, loadable with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from specgan.atomic import atomic_path
+
+PATTERN = re.compile(r"^ckpt-e(\d{6})\.pt$")
+
+
+def checkpoint_path(folder: Path, epoch: int) -> Path:
+    return folder / f"ckpt-e{epoch:06d}.pt"
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoints in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if PATTERN.match(p.name))
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def save_checkpoint(folder: str | Path, epoch: int, payload: dict, keep: int) -> Path:
+    """Write ``ckpt-e<epoch>.pt`` atomically, then delete all but the newest ``keep``."""
+    folder = Path(folder)
+    dest = checkpoint_path(folder, epoch)
+    with atomic_path(dest) as tmp:
+        torch.save(payload, tmp)
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return dest
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """Load safely (tensors and plain containers only)."""
+    return torch.load(path, map_location=device, weights_only=True)

@@ -1,0 +1,124 @@
+"""The GAN training state and one training iteration (SPEC.md section 7), free of I/O and logging."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from specgan import losses
+from specgan.config import ModelConfig, TrainConfig
+from specgan.models import Discriminator, Generator
+
+
+@dataclass
+class GanState:
+    """Both networks (raw modules), their optimizers and the training position."""
+
+    G: Generator
+    D: Discriminator
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+    epoch: int = 0  # completed epochs
+    iteration: int = 0  # completed iterations (one G update each)
+
+    @classmethod
+    def create(cls, model: ModelConfig, train: TrainConfig, device: torch.device) -> GanState:
+        torch.manual_seed(train.seed)  # the same initial weights on every rank and every run
+        G, D = Generator(model).to(device), Discriminator(model).to(device)
+        o = train.optim
+        kw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps}
+        return cls(G, D, torch.optim.Adam(G.parameters(), **kw), torch.optim.Adam(D.parameters(), **kw))
+
+    def state_dict(self) -> dict:
+        return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "epoch": self.epoch, "iteration": self.iteration}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.G.load_state_dict(sd["generator"])
+        self.D.load_state_dict(sd["discriminator"])
+        self.opt_g.load_state_dict(sd["opt_g"])
+        self.opt_d.load_state_dict(sd["opt_d"])
+        self.epoch, self.iteration = int(sd["epoch"]), int(sd["iteration"])
+
+
+@dataclass
+class StepOutput:
+    """Device tensors of one iteration (read them only when logging: reading syncs the GPU)."""
+
+    d_loss: torch.Tensor
+    g_loss: torch.Tensor
+    d_real: torch.Tensor  # mean D(x): probability for dcgan, critic score for wgan_gp
+    d_fake: torch.Tensor
+
+
+class GanStep:
+    """One iteration: ``d_steps`` discriminator updates, then one generator update, each with a fresh z.
+
+    ``g_net``/``d_net`` may be DDP- or torch.compile-wrapped; the discriminator's forward for the
+    generator update uses the raw module with its parameters frozen, so no D gradients are computed there.
+    """
+
+    def __init__(self, state: GanState, train: TrainConfig, latent_dim: int,
+                 g_net: nn.Module | None = None, d_net: nn.Module | None = None,
+                 d_frozen: nn.Module | None = None, autocast: bool = False) -> None:
+        self.s, self.cfg, self.latent = state, train, latent_dim
+        self.g_net, self.d_net = g_net or state.G, d_net or state.D
+        self.d_frozen = d_frozen or state.D
+        self.wgan = train.recipe == "wgan_gp"
+        self.gp_weight = train.optim.gp_weight
+        device_type = next(state.G.parameters()).device.type
+        self.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if autocast else nullcontext
+
+    def z(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Latent vectors uniform on [-1, 1]."""
+        return torch.rand(n, self.latent, generator=gen, device=device) * 2 - 1
+
+    def d_update(self, real: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, dev = real.shape[0], real.device
+        with torch.no_grad(), self.autocast():
+            fake = self.s.G(self.z(n, gen, dev)).to(real.dtype)
+        with self.autocast():
+            scores = self.d_net(torch.cat([real, fake])).float()  # one forward: real and fake together
+            real_s, fake_s = scores[:n], scores[n:]
+            if self.wgan:
+                alpha = torch.rand(n, generator=gen, device=dev)
+                loss = losses.wgan_d_loss(real_s, fake_s)
+                loss = loss + self.gp_weight * losses.gradient_penalty(self.d_net, real, fake, alpha).float()
+            else:
+                loss = losses.dcgan_d_loss(real_s, fake_s)
+        self.s.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.s.opt_d.step()
+        return loss.detach(), real_s.detach(), fake_s.detach()
+
+    def g_update(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        self.d_frozen.requires_grad_(False)
+        try:
+            with self.autocast():
+                scores = self.d_frozen(self.g_net(self.z(n, gen, device))).float()
+                loss = losses.wgan_g_loss(scores) if self.wgan else losses.dcgan_g_loss(scores)
+            self.s.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.s.opt_g.step()
+        finally:
+            self.d_frozen.requires_grad_(True)
+        return loss.detach()
+
+    def __call__(self, real_batches: list[torch.Tensor], gen: torch.Generator) -> StepOutput:
+        for real in real_batches:
+            d_loss, real_s, fake_s = self.d_update(real, gen)
+        g_loss = self.g_update(real_batches[0].shape[0], gen, real_batches[0].device)
+        self.s.iteration += 1
+        if not self.wgan:
+            real_s, fake_s = torch.sigmoid(real_s), torch.sigmoid(fake_s)
+        return StepOutput(d_loss, g_loss, real_s.mean(), fake_s.mean())
+
+
+def grad_norm(module: nn.Module) -> float:
+    """L2 norm of the current gradients (0 when there are none)."""
+    grads = [p.grad.detach().flatten() for p in module.parameters() if p.grad is not None]
+    return float(torch.cat(grads).norm()) if grads else 0.0

@@ -1,0 +1,151 @@
+"""The train step on the CPU at a small width: exact resume after SIGKILL, DDP, MLflow, NaN handling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from specgan.checkpoints import list_checkpoints, load_checkpoint
+from specgan.features import run_features
+from specgan.stats import run_stats
+from tests.conftest import BIN, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--set", "model.model_dim=4", "--set", "train.batch_size=8", "--set", "train.log_every_iters=2",
+        "--set", "train.checkpoint_every_epochs=1", "--set", "train.grid_every_epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, kit_dir, params) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("prepared")
+    run_features(kit_dir, root / "features", params.features, "all", workers=1)
+    run_stats(root / "features", root / "stats.json", params.features.n_frames)
+    return root / "features", root / "stats.json"
+
+
+def train_args(prepared, out: Path, epochs: int, *extra: str) -> list[str]:
+    feats, stats = prepared
+    return ["train", "--features", str(feats), "--stats", str(stats), "--out", str(out),
+            *TINY, "--set", f"train.epochs={epochs}", *extra]
+
+
+def sqlite_env(tmp_path: Path) -> dict:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+
+
+def generator_weights(out: Path) -> dict:
+    return torch.load(out / "generator.pt", weights_only=True)["state_dict"]
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(prepared, tmp_path):
+    env = sqlite_env(tmp_path)
+    run_cli(*train_args(prepared, tmp_path / "straight", 8), env=env)
+
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([str(BIN / "specgan"), *train_args(prepared, out, 8)],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "ckpt-e000003.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "generator.pt").exists(), "the run finished before it was killed"
+    killed_at = len(list_checkpoints(out / "checkpoints"))
+    assert 3 <= killed_at < 8
+
+    run_cli(*train_args(prepared, out, 8), env=env)  # resumes automatically from the latest checkpoint
+    a, b = generator_weights(tmp_path / "straight"), generator_weights(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert [p.name for p in ckpts] == ["ckpt-e000006.pt", "ckpt-e000007.pt", "ckpt-e000008.pt"]  # keep 3
+    ckpt = load_checkpoint(ckpts[-1])  # weights_only=True
+    assert {"generator", "discriminator", "opt_g", "opt_d", "epoch", "iteration"} <= set(ckpt["state"])
+    assert ckpt["state"]["epoch"] == 8 and isinstance(ckpt["rng_cpu"], torch.Tensor)
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["specgan"], output_format="list")
+    assert len(runs) == 2  # the straight run, and the interrupted run continued in place
+
+
+def test_longer_epochs_extend_and_changed_params_start_fresh(prepared, tmp_path):
+    env, out = sqlite_env(tmp_path), tmp_path / "run"
+    run_cli(*train_args(prepared, out, 2), env=env)
+    run_cli(*train_args(prepared, out, 3), env=env)
+    assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1])["state"]["epoch"] == 3
+    proc = run_cli(*train_args(prepared, out, 1, "--set", "train.seed=5"), env=env)
+    assert "not resuming" in proc.stderr
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-e000001.pt"]
+    bad = run_cli(*train_args(prepared, out, 1, "--resume", str(out / "nope.pt")), env=env, check=False)
+    assert bad.returncode == 1 and "checkpoint not found" in bad.stderr
+
+
+def test_non_finite_loss_stops_with_a_clear_error(prepared, tmp_path):
+    proc = run_cli(*train_args(prepared, tmp_path / "nan", 2, "--set", "train.recipe=wgan_gp",
+                               "--set", "train.wgan_gp.gp_weight=1.0e+39"), env=sqlite_env(tmp_path), check=False)
+    assert proc.returncode == 1
+    assert "non-finite loss" in proc.stderr and "last good checkpoint: none" in proc.stderr
+    assert not (tmp_path / "nan" / "generator.pt").exists()
+
+
+def test_two_gloo_ranks_train_and_only_rank_zero_writes(prepared, tmp_path):
+    env = {**os.environ, **sqlite_env(tmp_path), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "specgan",
+           *train_args(prepared, out, 2), "--metrics", str(tmp_path / "m.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-e000001.pt", "ckpt-e000002.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "generator.pt", "grids"]
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["specgan"], output_format="list")
+    assert len(runs) == 1 and runs[0].data.params["train.world_size"] == "2"
+
+
+def test_run_against_a_real_mlflow_server(prepared, tmp_path, mlflow_server):
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": "train-test"}
+    run_cli(*train_args(prepared, tmp_path / "run", 2, "--metrics", str(tmp_path / "m.json"),
+                        "--log-csv", str(tmp_path / "log.csv")), env=env)
+    client = mlflow.MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("train-test")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["train.batch_size"] == "8" and run.data.params["model.model_dim"] == "4"
+    assert run.data.tags["data_version"] is not None and len(run.data.tags["git_commit"]) > 0
+    iters = int(run.data.params["train.iterations_per_epoch"]) * 2
+    history = client.get_metric_history(run.info.run_id, "d_loss")
+    assert [m.step for m in history] == list(range(2, iters + 1, 2))
+    for name in ("g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "iterations_per_s", "samples_per_s"):
+        assert name in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert arts == {"model/generator.pt", "model/stats.json"}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "grids")] == ["grids/epoch_000002.png"]
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "iteration,epoch,d_loss,g_loss,d_real,d_fake" and len(lines) == 1 + len(history)
+
+
+def test_unreachable_tracking_server_fails_fast(prepared, tmp_path):
+    t0 = time.monotonic()
+    proc = run_cli(*train_args(prepared, tmp_path / "run", 1),
+                   env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}, check=False)
+    assert proc.returncode == 1 and time.monotonic() - t0 < 30
+    assert "is not reachable" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cpu_can_be_forced_and_cuda_refused_when_absent(prepared, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_cli(*train_args(prepared, tmp_path / "run", 1), env={**sqlite_env(tmp_path), "SPECGAN_DEVICE": "cuda"},
+                   check=False)
+    assert proc.returncode == 1 and "CUDA is not available" in proc.stderr
+
+
