@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -193,6 +191,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
+    import yaml  # imported here so GPU scripts can use the config classes without PyYAML
+
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
@@ -217,6 +217,8 @@ def params_from_dict(raw: Any, overrides: typing.Iterable[str] = ()) -> Params:
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: typing.Iterable[str] = ()) -> Params:
     """Load and validate params.yaml; errors are one line naming the key."""
+    import yaml
+
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
