@@ -55,12 +55,13 @@ def plain_step(G, D, opt_g, opt_d, real, latent):
     n = real.shape[0]
     z = torch.rand(n, latent, device=real.device) * 2 - 1
     fake = G(z).detach()
-    d_loss = (bce(D(fake), torch.zeros(n, 1, device=real.device)) + bce(D(real), torch.ones(n, 1, device=real.device))) / 2
+    zeros, ones = torch.zeros(n, 1, device=real.device), torch.ones(n, 1, device=real.device)
+    d_loss = (bce(D(fake), zeros) + bce(D(real), ones)) / 2
     opt_d.zero_grad()
     d_loss.backward()
     opt_d.step()
     z = torch.rand(n, latent, device=real.device) * 2 - 1
-    g_loss = bce(D(G(z)), torch.ones(n, 1, device=real.device))
+    g_loss = bce(D(G(z)), ones)
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
@@ -125,7 +126,8 @@ def main() -> None:
     gen = torch.Generator(device=device).manual_seed(0)
     proj_s = timed(lambda: step([real], gen), args.iters, device, warmup=5 if args.compile else 3)
 
-    name = torch.cuda.get_device_name(device) if cuda else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    name = torch.cuda.get_device_name(device) if cuda else f"{platform.machine()} CPU, {threads} threads"
     result = {"device": name, "width": args.width, "batch": args.batch, "flops_per_iter": flops,
               "baseline_s_per_iter": base_s, "project_s_per_iter": proj_s,
               "baseline_tflops": flops / base_s / 1e12, "project_tflops": flops / proj_s / 1e12,

@@ -72,6 +72,45 @@ def cmd_train(args: argparse.Namespace, p: Params) -> None:
               f"MLflow run {summary['run_id']}")
 
 
+def cmd_render(args: argparse.Namespace, p: Params) -> None:
+    from specgan.render import render
+
+    res = render(args.generator, args.out, n_samples=args.n or p.render.n_samples, seed=p.render.seed)
+    print(f"{res['samples']} samples; gallery: {res['gallery']}")
+
+
+def cmd_register(args: argparse.Namespace, p: Params) -> None:
+    from specgan.registry import CHALLENGER, register
+
+    res = register(args.generator, p, eval_metrics_path=args.metrics, out_json=args.out)
+    gate = "no gate metric" if res.gate_value is None else f"{p.registry.gate_metric}={res.gate_value:.6g}"
+    print(f"registered {res.name} version {res.version} as @{CHALLENGER} ({gate}); run {res.run_id}")
+
+
+def cmd_promote(args: argparse.Namespace, p: Params) -> None:
+    from dataclasses import replace
+
+    from specgan.registry import promote
+
+    cfg = replace(p.registry, model_name=args.name) if args.name else p.registry
+    print(promote(cfg, version=args.version, force=args.force))
+
+
+def cmd_synthesize(args: argparse.Namespace, p: Params) -> None:
+    from specgan.synthesize import Reverb, synthesize
+
+    s = p.synthesize
+    reverb = Reverb(_pick(args.room_size, s.reverb_room_size), _pick(args.damping, s.reverb_damping),
+                    _pick(args.wet_level, s.reverb_wet_level)) if args.reverb else None
+    files = synthesize(args.model, args.out, s, count=args.count, seed=args.seed, reverb=reverb,
+                       loop=args.sequence, tempo_bpm=args.tempo)
+    print(f"{len(files)} files in {args.out}" + (" (with loop.wav)" if args.sequence else ""))
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
 def _add_common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -127,6 +166,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metrics", help="final losses and throughput as JSON (DVC metrics)")
     sp.add_argument("--log-csv", help="loss history CSV (DVC plots)")
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("render", help="seeded samples to WAV, plots and an HTML gallery (logged to MLflow)")
+    sp.add_argument("--generator", required=True, help="generator.pt from train")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--n", type=int, help="number of samples (default: render.n_samples)")
+    sp.set_defaults(func=cmd_render)
+
+    sp = sub.add_parser("register", help="log the generator as an MLflow model; new version @challenger")
+    sp.add_argument("--generator", required=True, help="generator.pt from train")
+    sp.add_argument("--metrics", help="evaluate stage metrics JSON (the gate metric's source)")
+    sp.add_argument("--out", help="write the registered name and version to this JSON file")
+    sp.set_defaults(func=cmd_register)
+
+    sp = sub.add_parser("promote", help="move @champion to @challenger if it passes the gate")
+    sp.add_argument("--name", help="registered model (default: registry.model_name)")
+    sp.add_argument("--version", help="version to promote (default: @challenger)")
+    sp.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded)")
+    sp.set_defaults(func=cmd_promote)
+
+    sp = sub.add_parser("synthesize", help="drum sounds from a model, optional reverb and loop")
+    sp.add_argument("--model", required=True,
+                    help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/generator, a run id or generator.pt")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--count", type=int, help="sounds (default: synthesize.count)")
+    sp.add_argument("--seed", type=int, help="first seed (default: synthesize.seed)")
+    sp.add_argument("--reverb", action="store_true", help="apply reverb (pedalboard)")
+    sp.add_argument("--room-size", type=float, help="reverb room size 0-1")
+    sp.add_argument("--damping", type=float, help="reverb damping 0-1")
+    sp.add_argument("--wet-level", type=float, help="reverb wet level 0-1")
+    sp.add_argument("--sequence", action="store_true", help="also write loop.wav, one sound per beat")
+    sp.add_argument("--tempo", type=float, help="loop tempo in BPM (default: synthesize.tempo_bpm)")
+    sp.set_defaults(func=cmd_synthesize)
 
     for choice in sub.choices.values():
         _add_common(choice)

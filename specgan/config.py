@@ -119,6 +119,24 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str = _f()
+    gate_metric: str = _f()
+    gate_mode: Literal["min", "max"] = _f()
+    gate_margin: float = _f(0)
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    count: int = _f(1, 10000)
+    seed: int = _f(0)
+    tempo_bpm: float = _f(1, 1000)
+    reverb_room_size: float = _f(0, 1)
+    reverb_damping: float = _f(0, 1)
+    reverb_wet_level: float = _f(0, 1)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig
     download: DownloadConfig
@@ -127,6 +145,8 @@ class Params:
     model: ModelConfig
     train: TrainConfig
     render: RenderConfig
+    registry: RegistryConfig
+    synthesize: SynthesizeConfig
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (what params.yaml holds)."""

@@ -57,6 +57,29 @@ def kit_dir(tmp_path_factory) -> Path:
     return make_kit(tmp_path_factory.mktemp("kitdir") / "kit", n_per_class=6, seed=0)
 
 
+TINY = ["--set", "model.model_dim=4", "--set", "train.batch_size=8", "--set", "train.log_every_iters=2",
+        "--set", "train.checkpoint_every_epochs=1", "--set", "train.grid_every_epochs=2"]
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, kit_dir, params) -> tuple[Path, Path]:
+    """Features and stats of the synthetic kit (all splits)."""
+    from specgan.features import run_features
+    from specgan.stats import run_stats
+
+    root = tmp_path_factory.mktemp("prepared")
+    run_features(kit_dir, root / "features", params.features, "all", workers=1)
+    run_stats(root / "features", root / "stats.json", params.features.n_frames)
+    return root / "features", root / "stats.json"
+
+
+def train_args(prepared, out: Path, epochs: int, *extra: str) -> list[str]:
+    """`specgan train` arguments for a tiny CPU run."""
+    feats, stats = prepared
+    return ["train", "--features", str(feats), "--stats", str(stats), "--out", str(out),
+            *TINY, "--set", f"train.epochs={epochs}", *extra]
+
+
 @dataclass
 class FileServer:
     """Serves in-memory files over HTTP with Range support and scripted failures."""

@@ -13,29 +13,9 @@ import pytest
 import torch
 
 from specgan.checkpoints import list_checkpoints, load_checkpoint
-from specgan.features import run_features
-from specgan.stats import run_stats
-from tests.conftest import BIN, free_port, run_cli
+from tests.conftest import BIN, free_port, run_cli, train_args
 
 pytestmark = pytest.mark.slow
-
-TINY = ["--set", "model.model_dim=4", "--set", "train.batch_size=8", "--set", "train.log_every_iters=2",
-        "--set", "train.checkpoint_every_epochs=1", "--set", "train.grid_every_epochs=2"]
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, kit_dir, params) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("prepared")
-    run_features(kit_dir, root / "features", params.features, "all", workers=1)
-    run_stats(root / "features", root / "stats.json", params.features.n_frames)
-    return root / "features", root / "stats.json"
-
-
-def train_args(prepared, out: Path, epochs: int, *extra: str) -> list[str]:
-    feats, stats = prepared
-    return ["train", "--features", str(feats), "--stats", str(stats), "--out", str(out),
-            *TINY, "--set", f"train.epochs={epochs}", *extra]
-
 
 def sqlite_env(tmp_path: Path) -> dict:
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}

@@ -1,0 +1,103 @@
+"""Generator output to audio (SPEC.md section 8): denormalize, pad, fast Griffin-Lim, peak-normalize, crop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torchaudio
+
+from specgan.config import FeaturesConfig, ModelConfig, NormalizeConfig, RenderConfig
+from specgan.data import denormalize
+from specgan.models import Generator
+from specgan.stats import NormStats
+
+
+@lru_cache(maxsize=8)
+def _griffin_lim(n_fft: int, win_length: int, hop_length: int, n_iter: int, momentum: float) -> torch.nn.Module:
+    # Zero initial phase (rand_init=False), as MATLAB's stftmag2sig does: the result is deterministic.
+    return torchaudio.transforms.GriffinLim(n_fft=n_fft, n_iter=n_iter, win_length=win_length,
+                                            hop_length=hop_length, window_fn=torch.hann_window, power=1.0,
+                                            momentum=momentum, rand_init=False)
+
+
+def invert(mag: torch.Tensor, feat: FeaturesConfig, render: RenderConfig, n_iter: int | None = None,
+           return_padded: bool = False) -> torch.Tensor:
+    """[N, 129, T] linear magnitude -> [N, samples] audio in [-1, 1] (batched, on ``mag``'s device).
+
+    Pads ``pad_frames`` silent frames on both sides, runs fast Griffin-Lim, peak-normalizes each clip
+    and cuts the padding's ``pad_frames * hop`` samples from each end."""
+    pad = render.pad_frames
+    padded = torch.nn.functional.pad(mag, (pad, pad))
+    gl = _griffin_lim(feat.n_fft, feat.win_length, feat.hop_length, n_iter or render.griffin_lim_iters,
+                      render.momentum).to(mag.device)
+    with torch.inference_mode():
+        wave = gl(padded)
+    peak = wave.abs().amax(dim=-1, keepdim=True)
+    wave = torch.where(peak > 0, wave / peak.clamp_min(1e-12), wave)  # a silent clip stays silent, never NaN
+    if return_padded:
+        return wave
+    cut = pad * feat.hop_length
+    return wave[..., cut:wave.shape[-1] - cut] if cut else wave
+
+
+def spectral_convergence(target_mag: torch.Tensor, wave: torch.Tensor, feat: FeaturesConfig) -> torch.Tensor:
+    """|| |STFT(wave)| - target ||_F / || target ||_F per clip (the STFT framing Griffin-Lim uses)."""
+    window = torch.hann_window(feat.win_length, device=wave.device, dtype=wave.dtype)
+    spec = torch.stft(wave, feat.n_fft, feat.hop_length, feat.win_length, window, center=True,
+                      pad_mode="reflect", return_complex=True).abs()
+    t = min(spec.shape[-1], target_mag.shape[-1])
+    spec, target = spec[..., :t], target_mag[..., :t]
+    # Griffin-Lim recovers the magnitude only up to the scale the peak normalization removed.
+    scale = (spec * target).sum((-1, -2)) / spec.square().sum((-1, -2)).clamp_min(1e-20)
+    return (spec * scale[:, None, None] - target).flatten(1).norm(dim=1) / target.flatten(1).norm(dim=1)
+
+
+@dataclass
+class DrumGenerator:
+    """A trained generator with what it needs to make audio (weights, stats, configs)."""
+
+    G: Generator
+    stats: NormStats
+    model: ModelConfig
+    normalize: NormalizeConfig
+    features: FeaturesConfig
+    render: RenderConfig
+    provenance: dict
+
+    @classmethod
+    def from_payload(cls, payload: dict, device: torch.device | str = "cpu") -> DrumGenerator:
+        model = ModelConfig(**payload["model"])
+        G = Generator(model)
+        G.load_state_dict(payload["state_dict"])
+        G.to(device).eval()
+        return cls(G, NormStats.from_dict(payload["stats"]), model, NormalizeConfig(**payload["normalize"]),
+                   FeaturesConfig(**payload["features"]), RenderConfig(**payload["render"]),
+                   dict(payload.get("provenance", {})))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> DrumGenerator:
+        """Load ``generator.pt`` (weights_only: no code runs from the file)."""
+        return cls.from_payload(torch.load(path, map_location=device, weights_only=True), device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.G.parameters()).device
+
+    def latents(self, seeds: list[int]) -> torch.Tensor:
+        """One z per seed, uniform on [-1, 1]: the same seed always gives the same sound."""
+        zs = [torch.rand(self.model.latent_dim, generator=torch.Generator().manual_seed(int(s))) * 2 - 1
+              for s in seeds]
+        return torch.stack(zs).to(self.device)
+
+    def spectrograms(self, z: torch.Tensor) -> torch.Tensor:
+        """[N, latent] -> [N, 1, 128, 128] normalized generator output."""
+        with torch.inference_mode():
+            return self.G(z.to(self.device, torch.float32)).float()
+
+    def audio(self, z: torch.Tensor) -> torch.Tensor:
+        """[N, latent] -> [N, samples] audio at ``features.sample_rate``."""
+        mag = denormalize(self.spectrograms(z), self.stats, self.normalize)
+        return invert(mag, self.features, self.render)

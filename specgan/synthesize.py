@@ -1,0 +1,98 @@
+"""The playback demo (SPEC.md section 9): N drum sounds from a registered model, optional reverb, a loop."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from specgan.atomic import atomic_path
+from specgan.config import SynthesizeConfig
+from specgan.errors import SpecganError
+from specgan.plots import waveforms_and_spectrograms
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Reverb:
+    room_size: float
+    damping: float
+    wet_level: float
+
+
+def load_model(ref: str):
+    """A DrumGenerator from a local generator.pt, an MLflow model URI (models:/..., runs:/...) or a run id."""
+    from specgan.synthesis import DrumGenerator
+
+    if Path(ref).is_file():
+        return DrumGenerator.load(ref)
+    import mlflow
+
+    from specgan.mlflow_model import MODEL_NAME_IN_RUN
+    from specgan.tracking import check_tracking
+
+    mlflow.set_tracking_uri(check_tracking())
+    uri = f"runs:/{ref}/{MODEL_NAME_IN_RUN}" if RUN_ID.match(ref) else ref
+    try:
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model().generator
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise SpecganError(f"cannot load model {ref!r}: {str(exc).splitlines()[0]}") from None
+
+
+def apply_reverb(audio: np.ndarray, sample_rate: int, reverb: Reverb) -> np.ndarray:
+    """pedalboard's reverb on each clip, with a tail of one second; peak-normalized."""
+    from pedalboard import Pedalboard
+    from pedalboard import Reverb as PbReverb
+
+    board = Pedalboard([PbReverb(room_size=reverb.room_size, damping=reverb.damping, wet_level=reverb.wet_level,
+                                 dry_level=1.0 - reverb.wet_level / 2)])
+    tail = np.zeros((audio.shape[0], sample_rate), dtype=np.float32)
+    wet = board(np.concatenate([audio, tail], axis=1).astype(np.float32), sample_rate)
+    return _peak_normalize(wet)
+
+
+def sequence(audio: np.ndarray, sample_rate: int, tempo_bpm: float) -> np.ndarray:
+    """Lay the clips out one per beat in a single loop (mixed, peak-normalized)."""
+    step = int(round(60.0 / tempo_bpm * sample_rate))
+    n, length = audio.shape
+    loop = np.zeros(step * n + length, dtype=np.float32)
+    for i, clip in enumerate(audio):
+        loop[i * step:i * step + length] += clip
+    return _peak_normalize(loop[None])[0][: max(step * n, length)]
+
+
+def _peak_normalize(x: np.ndarray) -> np.ndarray:
+    peak = np.abs(x).max(axis=-1, keepdims=True)
+    return np.where(peak > 0, x / np.maximum(peak, 1e-12), x).astype(np.float32)
+
+
+def synthesize(model_ref: str, out_dir: str | Path, cfg: SynthesizeConfig, count: int | None = None,
+               seed: int | None = None, reverb: Reverb | None = None, loop: bool = False,
+               tempo_bpm: float | None = None) -> list[Path]:
+    """Write ``drum_XXX.wav`` (and ``loop.wav``) and ``drums.png`` to ``out_dir``; returns the WAV paths."""
+    gen = load_model(model_ref)
+    n = count or cfg.count
+    first = cfg.seed if seed is None else seed
+    audio = gen.audio(gen.latents(list(range(first, first + n)))).cpu().numpy()
+    sr = gen.features.sample_rate
+    if reverb is not None:
+        audio = apply_reverb(audio, sr, reverb)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, clip in enumerate(audio):
+        written.append(_write_wav(out_dir / f"drum_{i:03d}.wav", clip, sr))
+    if loop:
+        written.append(_write_wav(out_dir / "loop.wav", sequence(audio, sr, tempo_bpm or cfg.tempo_bpm), sr))
+    waveforms_and_spectrograms(audio, sr, out_dir / "drums.png", [p.name for p in written[:n]])
+    return written
+
+
+def _write_wav(dest: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    with atomic_path(dest, suffix=".wav") as tmp:
+        sf.write(tmp, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16")
+    return dest
