@@ -79,6 +79,16 @@ def cmd_render(args: argparse.Namespace, p: Params) -> None:
     print(f"{res['samples']} samples; gallery: {res['gallery']}")
 
 
+def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
+    from specgan.evaluate import run_evaluate
+
+    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split)
+    print(f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}), "
+          f"ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
+          f"(real {m['nn_self_real']:.4g}), nn_train {m['nn_train']:.4g} (real {m['nn_train_real']:.4g})"
+          + (" [MODE COLLAPSE]" if m["collapse_flag"] else "") + (" [MEMORIZATION]" if m["memorization_flag"] else ""))
+
+
 def cmd_register(args: argparse.Namespace, p: Params) -> None:
     from specgan.registry import CHALLENGER, register
 
@@ -172,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--n", type=int, help="number of samples (default: render.n_samples)")
     sp.set_defaults(func=cmd_render)
+
+    sp = sub.add_parser("evaluate", help="quality metrics against held-out real clips (metrics.json, MLflow)")
+    sp.add_argument("--generator", required=True, help="generator.pt from train")
+    sp.add_argument("--data", required=True, help="download folder (real clips of every split)")
+    sp.add_argument("--out", required=True, help="metrics JSON file")
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("register", help="log the generator as an MLflow model; new version @challenger")
     sp.add_argument("--generator", required=True, help="generator.pt from train")

@@ -119,6 +119,20 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    n_generated: int = _f(4)
+    real_split: Literal["train", "valid", "test", "all"] = _f()
+    n_mels: int = _f(8, 512)
+    mel_n_fft: int = _f(64)
+    mel_hop: int = _f(16)
+    ndb_bins: int = _f(2)
+    ndb_alpha: float = _f(0, 1, lo_open=True)
+    seed: int = _f(0)
+    collapse_ratio: float = _f(0, 1)
+    memorization_ratio: float = _f(0, 1)
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     model_name: str = _f()
     gate_metric: str = _f()
@@ -145,6 +159,7 @@ class Params:
     model: ModelConfig
     train: TrainConfig
     render: RenderConfig
+    evaluate: EvaluateConfig
     registry: RegistryConfig
     synthesize: SynthesizeConfig
 

@@ -1,0 +1,228 @@
+"""The evaluate step: offline quality metrics for generated drums, each beside a real-against-real baseline.
+
+Metrics (all on 16 kHz clips prepared exactly as the features step prepares them):
+- ``frechet_distance``: Frechet distance between Gaussians fitted to per-clip audio descriptors
+  (log-mel band means and standard deviations over time, spectral centroid mean and std,
+  zero-crossing rate, RMS peak time and 20 dB decay time), generated against held-out real clips.
+- ``ndb_k``: NDB/K (Richardson and Weiss, 2018): k-means on training log-mel spectrograms, then the
+  share of bins whose generated proportion differs from the training proportion (two-proportion z-test).
+- ``nn_self`` / ``nn_train``: mean nearest-neighbour RMS distance (log-mel) from each generated clip to the
+  other generated clips (small: mode collapse; measured in groups the size of the held-out set, so that
+  it compares with the real baseline) and to the training clips (small: memorization).
+- ``inception_score`` and ``class_share`` when the data is labelled: a small drum-class classifier
+  trained on real training clips scores the generated ones.
+Each has a ``*_real`` twin: the same metric for one half of the held-out real clips against the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from specgan.atomic import write_json
+from specgan.audio import list_audio
+from specgan.config import EvaluateConfig, FeaturesConfig
+from specgan.errors import SpecganError
+from specgan.spectral import RejectedClip, load_clip
+from specgan.synth_kit import read_labels
+
+log = logging.getLogger(__name__)
+
+
+class EvaluateError(SpecganError):
+    """The data cannot support the evaluation."""
+
+
+@dataclass(frozen=True)
+class RealSet:
+    audio: np.ndarray  # [N, clip_samples]
+    labels: list[str]
+
+
+def load_real(data_dir: str | Path, split: str, cfg: FeaturesConfig) -> RealSet:
+    """Decode a split's clips exactly as the features step does (rejected clips are skipped)."""
+    data_dir = Path(data_dir)
+    labels = read_labels(data_dir)
+    clips, names = [], []
+    for rel in list_audio(data_dir, split):
+        try:
+            clip, _ = load_clip(data_dir / rel, cfg)
+        except RejectedClip:
+            continue
+        clips.append(clip)
+        names.append(labels.get(rel, ""))
+    if len(clips) < 4:
+        raise EvaluateError(f"split {split!r} under {data_dir} has {len(clips)} usable clips; evaluation needs 4")
+    return RealSet(np.stack(clips), names)
+
+
+class Descriptors:
+    """Per-clip descriptor vectors and log-mel spectrograms."""
+
+    def __init__(self, cfg: EvaluateConfig, sample_rate: int) -> None:
+        self.sr = sample_rate
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=cfg.mel_n_fft, hop_length=cfg.mel_hop,
+                                                        n_mels=cfg.n_mels, power=2.0)
+        self.hop = cfg.mel_hop
+
+    def logmel(self, audio: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.log(self.mel(torch.as_tensor(audio, dtype=torch.float32)) + 1e-6)
+
+    def vectors(self, audio: np.ndarray) -> np.ndarray:
+        """[N, samples] -> [N, 2 * n_mels + 5] descriptors."""
+        x = torch.as_tensor(audio, dtype=torch.float32)
+        lm = self.logmel(audio)
+        with torch.inference_mode():
+            centroid = torchaudio.functional.spectral_centroid(x, self.sr, 0, torch.hann_window(512), 512, self.hop, 512)
+            centroid = torch.nan_to_num(centroid) / (self.sr / 2)
+            frames = x.unfold(-1, 512, self.hop)
+            rms = frames.square().mean(-1).sqrt()
+            peak_idx = rms.argmax(-1)
+            db = 20 * torch.log10(rms / rms.amax(-1, keepdim=True).clamp_min(1e-12) + 1e-12)
+            after = torch.arange(rms.shape[-1]) >= peak_idx[:, None]
+            decay = torch.where(after & (db < -20), torch.arange(rms.shape[-1]).float(), float(rms.shape[-1]))
+            decay_time = (decay.amin(-1) - peak_idx) * self.hop / self.sr
+            zcr = (torch.sign(x[:, 1:]) != torch.sign(x[:, :-1])).float().mean(-1)
+        parts = [lm.mean(-1), lm.std(-1), centroid.mean(-1, keepdim=True), centroid.std(-1, keepdim=True),
+                 zcr[:, None], (peak_idx * self.hop / self.sr)[:, None].float(), decay_time[:, None].float()]
+        return torch.cat(parts, dim=1).double().numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of Gaussians fitted to the rows."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    offset = np.eye(s_a.shape[0]) * eps
+    covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+    covmean = covmean.real if np.iscomplexobj(covmean) else covmean
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
+
+
+def nn_distance(queries: np.ndarray, refs: np.ndarray, exclude_self: bool = False) -> float:
+    """Mean RMS distance from each query to its nearest reference (itself excluded when ``exclude_self``)."""
+    q, r = torch.as_tensor(queries, dtype=torch.float64), torch.as_tensor(refs, dtype=torch.float64)
+    d = torch.cdist(q, r) / np.sqrt(q.shape[1])
+    if exclude_self:
+        d.fill_diagonal_(float("inf"))
+    return float(d.min(dim=1).values.mean())
+
+
+def nn_self_matched(x: np.ndarray, n: int, seed: int) -> float:
+    """|D|self at sample size ``n``: nearest-neighbour distances shrink as a set grows, so the generated
+    set is split (seeded) into groups of the real set's size and the group values are averaged."""
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    groups = [order[i:i + n] for i in range(0, x.shape[0] - n + 1, n)] or [order]
+    return float(np.mean([nn_distance(x[g], x[g], exclude_self=True) for g in groups]))
+
+
+def ndb_k(train: np.ndarray, samples: np.ndarray, bins: int, alpha: float, seed: int) -> float:
+    """Share of k-means bins (fitted on ``train``) where the samples' proportion differs significantly."""
+    from scipy.stats import norm
+    from sklearn.cluster import KMeans
+
+    k = min(bins, train.shape[0] // 2)
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(train)
+    p_train = np.bincount(km.labels_, minlength=k) / train.shape[0]
+    p_samp = np.bincount(km.predict(samples), minlength=k) / samples.shape[0]
+    n1, n2 = train.shape[0], samples.shape[0]
+    pooled = (p_train * n1 + p_samp * n2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    z = np.divide(p_train - p_samp, se, out=np.zeros(k), where=se > 0)
+    return float((np.abs(z) > norm.ppf(1 - alpha / 2)).sum() / k)
+
+
+def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.ndarray) -> dict:
+    """Inception-style score and class shares from a classifier trained on labelled real clips."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_vec, train_labels)
+    probs = clf.predict_proba(samples)
+    marginal = probs.mean(0, keepdims=True)
+    kl = (probs * (np.log(probs + 1e-12) - np.log(marginal + 1e-12))).sum(1)
+    shares = np.bincount(probs.argmax(1), minlength=len(clf.classes_)) / len(probs)
+    return {"inception_score": float(np.exp(kl.mean())),
+            "class_share": {str(c): float(s) for c, s in zip(clf.classes_, shares, strict=True)}}
+
+
+def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg: EvaluateConfig,
+                   sample_rate: int) -> dict:
+    """All metrics of ``generated`` clips, with the real-against-real baselines and flags."""
+    desc = Descriptors(cfg, sample_rate)
+    gen_vec, held_vec, train_vec = (desc.vectors(a) for a in (generated, heldout.audio, train.audio))
+    flat = lambda a: desc.logmel(a).flatten(1).double().numpy()  # noqa: E731
+    gen_mel, held_mel, train_mel = flat(generated), flat(heldout.audio), flat(train.audio)
+    half = held_vec.shape[0] // 2
+    a, b = slice(0, half), slice(half, None)
+    m = {
+        "frechet_distance": frechet_distance(gen_vec, held_vec),
+        "frechet_distance_real": frechet_distance(held_vec[a], held_vec[b]),
+        "ndb_k": ndb_k(train_mel, gen_mel, cfg.ndb_bins, cfg.ndb_alpha, cfg.seed),
+        "ndb_k_real": ndb_k(train_mel, held_mel, cfg.ndb_bins, cfg.ndb_alpha, cfg.seed),
+        "nn_self": nn_self_matched(gen_mel, held_mel.shape[0], cfg.seed),
+        "nn_self_real": nn_distance(held_mel, held_mel, exclude_self=True),
+        "nn_train": nn_distance(gen_mel, train_mel),
+        "nn_train_real": nn_distance(held_mel, train_mel),
+        "n_generated": int(generated.shape[0]), "n_heldout": int(heldout.audio.shape[0]),
+        "n_train": int(train.audio.shape[0]),
+    }
+    m["collapse_flag"] = int(m["nn_self"] < cfg.collapse_ratio * m["nn_self_real"])
+    m["memorization_flag"] = int(m["nn_train"] < cfg.memorization_ratio * m["nn_train_real"])
+    if all(train.labels) and len(set(train.labels)) > 1:
+        gen_scores = class_scores(train_vec, train.labels, gen_vec)
+        real_scores = class_scores(train_vec, train.labels, held_vec)
+        m["inception_score"] = gen_scores["inception_score"]
+        m["inception_score_real"] = real_scores["inception_score"]
+        m["class_share"] = gen_scores["class_share"]
+    return m
+
+
+def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
+                 train_split: str, log_to_mlflow: bool = True) -> dict:
+    """Generate ``n_generated`` clips through the render path and write the metrics JSON (and to MLflow)."""
+    from specgan.render import sample_seeds
+    from specgan.synthesis import DrumGenerator
+
+    gen = DrumGenerator.load(generator_path)
+    feat = gen.features
+    z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
+    audio = np.zeros((cfg.n_generated, feat.clip_samples), dtype=np.float32)  # real clips' length
+    made = gen.audio(z).cpu().numpy()[:, : feat.clip_samples]
+    audio[:, : made.shape[1]] = made
+    heldout = load_real(data_dir, cfg.real_split, feat)
+    train = load_real(data_dir, train_split, feat)
+    metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate)
+    metrics["run_id"] = gen.provenance.get("run_id", "")
+    write_json(out_json, metrics)
+    if log_to_mlflow and metrics["run_id"]:
+        _log_metrics(metrics)
+    return metrics
+
+
+def _log_metrics(metrics: dict) -> None:
+    import mlflow
+    from mlflow.entities import Metric
+
+    from specgan.tracking import check_tracking
+
+    mlflow.set_tracking_uri(check_tracking())
+    client = mlflow.MlflowClient()
+    try:
+        client.get_run(metrics["run_id"])
+    except mlflow.exceptions.MlflowException:
+        log.warning("MLflow run %s not found; metrics not logged", metrics["run_id"])
+        return
+    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    flat.update({f"class_share.{k}": v for k, v in metrics.get("class_share", {}).items()})
+    now = int(time.time() * 1000)
+    client.log_batch(metrics["run_id"], metrics=[Metric(k, v, now, 0) for k, v in flat.items()])
