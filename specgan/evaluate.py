@@ -69,7 +69,7 @@ class Descriptors:
         self.sr = sample_rate
         self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=cfg.mel_n_fft, hop_length=cfg.mel_hop,
                                                         n_mels=cfg.n_mels, power=2.0)
-        self.hop = cfg.mel_hop
+        self.hop, self.n_fft = cfg.mel_hop, cfg.mel_n_fft
 
     def logmel(self, audio: np.ndarray) -> torch.Tensor:
         with torch.inference_mode():
@@ -80,9 +80,10 @@ class Descriptors:
         x = torch.as_tensor(audio, dtype=torch.float32)
         lm = self.logmel(audio)
         with torch.inference_mode():
-            centroid = torchaudio.functional.spectral_centroid(x, self.sr, 0, torch.hann_window(512), 512, self.hop, 512)
+            window = torch.hann_window(self.n_fft)
+            centroid = torchaudio.functional.spectral_centroid(x, self.sr, 0, window, self.n_fft, self.hop, self.n_fft)
             centroid = torch.nan_to_num(centroid) / (self.sr / 2)
-            frames = x.unfold(-1, 512, self.hop)
+            frames = x.unfold(-1, self.n_fft, self.hop)
             rms = frames.square().mean(-1).sqrt()
             peak_idx = rms.argmax(-1)
             db = 20 * torch.log10(rms / rms.amax(-1, keepdim=True).clamp_min(1e-12) + 1e-12)
