@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,10 @@ def _check_value(key: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) 
     else:
         ok = isinstance(value, tp)
     if not ok:
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        hint = ""
+        if tp is float and isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
+            hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}{hint}")
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value <= lo if meta.get("lo_open") else value < lo):
         op = ">" if meta.get("lo_open") else ">="

@@ -180,6 +180,26 @@ def merge_summary(out_dir: Path, results: list[ShardResult], n_files: int, split
     return summary
 
 
+def gather_shards(shard_dirs: list[str | Path], out_dir: str | Path, split: str, seconds: float = 0.0) -> dict:
+    """Fan-in: collect shard folders (one per Kubeflow task) into one features folder with its summary."""
+    import shutil
+
+    results = []
+    with atomic_dir(out_dir) as tmp:
+        for folder in shard_dirs:
+            for path in Path(folder).glob("shard-*-of-*.*"):
+                shutil.copy2(path, tmp / path.name)
+        for stem in shard_stems(tmp):
+            with open(stem.with_suffix(".rejects.csv"), newline="") as fh:
+                rejects = [(r["path"], r["reason"]) for r in csv.DictReader(fh)]
+            n = int(np.load(stem.with_suffix(".npy"), mmap_mode="r").shape[0])
+            index = int(stem.name.split("-")[1])
+            results.append(ShardResult(index, n, rejects))
+        n_files = sum(r.n_clips + len(r.rejects) for r in results)
+        summary = merge_summary(tmp, results, n_files, split, seconds)
+    return summary
+
+
 def shard_stems(features_dir: str | Path) -> list[Path]:
     """The shards of a features folder, in order."""
     stems = sorted(p.with_suffix("") for p in Path(features_dir).glob("shard-*-of-*.npy"))

@@ -1,0 +1,143 @@
+"""One Kubeflow component per pipeline step, each a thin wrapper over the specgan function `dvc repro` runs.
+
+The functions are lightweight Python components: KFP ships their source to the container, so each
+imports what it needs inside its body. The image (one configurable value) has specgan installed.
+"""
+
+
+import functools
+from types import SimpleNamespace
+from typing import List, NamedTuple  # noqa: UP035  (KFP reads typing.List annotations)
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def resolve_params(params_yaml: str, data_source: str, data_sha256: str, data_split: str, feature_shards: int,
+                   model_dim: int, train_recipe: str, train_epochs: int, train_batch_size: int, train_seed: int,
+                   render_n_samples: int, evaluate_n_generated: int, registry_model_name: str,
+                   params: Output[Artifact]) -> None:
+    """Fold the run's parameters into a params.yaml file (validated), the artifact every step reads.
+
+    A file, not a string parameter: kfp.local replaces task-output parameters that enter a
+    ParallelFor with the loop item, while artifacts pass through intact."""
+    from specgan.pipeline_params import resolve
+
+    values = dict(data_source=data_source, data_sha256=data_sha256, data_split=data_split,
+                  feature_shards=feature_shards, model_dim=model_dim, train_recipe=train_recipe,
+                  train_epochs=train_epochs, train_batch_size=train_batch_size, train_seed=train_seed,
+                  render_n_samples=render_n_samples, evaluate_n_generated=evaluate_n_generated,
+                  registry_model_name=registry_model_name)
+    with open(params.path, "w") as fh:
+        fh.write(resolve(params_yaml, values))
+
+
+def download_dataset(params: Input[Artifact], dataset: Output[Dataset]) -> None:
+    """specgan download: fetch and safely extract the dataset."""
+    from specgan.config import load_params
+    from specgan.download import download
+
+    p = load_params(params.path)
+    res = download(p.data.source, dataset.path, p.download, sha256=p.data.sha256)
+    dataset.metadata.update({"data_version": res.data_version, "files": res.n_files})
+
+
+def shard_indices(params: Input[Artifact]) -> List[int]:  # noqa: UP006
+    """The fan-out list: one entry per feature shard."""
+    from specgan.config import load_params
+
+    return list(range(load_params(params.path).features.shards))
+
+
+def featurize_shard(params: Input[Artifact], dataset: Input[Dataset], shard_index: int, shard: Output[Dataset]) -> None:
+    """specgan features --shard: one shard of the log-magnitude STFT features."""
+    from specgan.config import load_params
+    from specgan.features import featurize_shard as run_shard
+
+    p = load_params(params.path)
+    res = run_shard(dataset.path, shard.path, int(shard_index), p.features.shards, p.data.split, p.features)
+    shard.metadata.update({"clips": res.n_clips, "rejected": len(res.rejects)})
+
+
+def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[List[Dataset]],  # noqa: UP006
+                features: Output[Dataset], stats: Output[Artifact], summary: Output[Metrics]) -> None:
+    """Fan-in: gather the shards into one features folder, then specgan stats."""
+    from specgan.config import load_params
+    from specgan.download import read_source_info
+    from specgan.features import gather_shards
+    from specgan.stats import run_stats
+
+    p = load_params(params.path)
+    result = gather_shards([s.path for s in shards], features.path, p.data.split)
+    run_stats(features.path, stats.path, p.features.n_frames, read_source_info(dataset.path).get("data_version", ""))
+    for key in ("clips", "rejected", "files"):
+        summary.log_metric(key, float(result[key]))
+
+
+def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Artifact], generator: Output[Model],
+              metrics: Output[Metrics]) -> None:
+    """specgan train: the generator folder holds generator.pt and the checkpoints."""
+    from specgan.config import load_params
+    from specgan.train import train
+
+    p = load_params(params.path)
+    summary = train(features.path, stats.path, generator.path, p)
+    for key, value in summary.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(key, float(value))
+    generator.metadata.update({"run_id": summary.get("run_id", ""), "iterations": summary["iterations"]})
+
+
+def render_samples(generator: Input[Model], samples: Output[Artifact], gallery: Output[HTML]) -> None:
+    """specgan render: WAV files and plots, and the gallery page as an HTML artifact."""
+    import shutil
+    from pathlib import Path
+
+    from specgan.render import GALLERY, render
+
+    render(str(Path(generator.path) / "generator.pt"), samples.path)
+    shutil.copy(Path(samples.path) / GALLERY, gallery.path)
+
+
+def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset],
+                       metrics: Output[Metrics], report: Output[Artifact]) -> None:
+    """specgan evaluate: quality metrics against held-out real clips."""
+    from pathlib import Path
+
+    from specgan.config import load_params
+    from specgan.evaluate import run_evaluate
+
+    p = load_params(params.path)
+    result = run_evaluate(str(Path(generator.path) / "generator.pt"), dataset.path, report.path, p.evaluate,
+                          p.data.split)
+    for key, value in result.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(key, float(value))
+
+
+def register_generator(params: Input[Artifact], generator: Input[Model], report: Input[Artifact],
+                       summary: Output[Markdown]) -> NamedTuple("Registered", [("name", str), ("version", str)]):
+    """specgan register: a new model version with the challenger alias."""
+    from collections import namedtuple
+    from pathlib import Path
+
+    from specgan.config import load_params
+    from specgan.registry import CHALLENGER, register
+
+    p = load_params(params.path)
+    res = register(str(Path(generator.path) / "generator.pt"), p, eval_metrics_path=report.path)
+    with open(summary.path, "w") as fh:
+        fh.write(f"# {res.name} version {res.version}\n\nalias `@{CHALLENGER}`, run `{res.run_id}`, "
+                 f"{p.registry.gate_metric} = {res.gate_value}\n")
+    return namedtuple("Registered", ["name", "version"])(res.name, res.version)
+
+
+STEPS = {"resolve": resolve_params, "download": download_dataset, "shards": shard_indices,
+         "features": featurize_shard, "stats": merge_stats, "train": train_gan, "render": render_samples,
+         "evaluate": evaluate_generator, "register": register_generator}
+
+
+def make_components(base_image: str) -> SimpleNamespace:
+    """The components built on ``base_image`` (set in pipeline/cluster.yaml)."""
+    component = functools.partial(dsl.component, base_image=base_image)
+    return SimpleNamespace(**{name: component(fn) for name, fn in STEPS.items()})

@@ -1,0 +1,1 @@
+"""The Kubeflow pipeline over the components: build, compile, submit, run locally."""

@@ -1,0 +1,57 @@
+"""The params that the Kubeflow pipeline exposes as run parameters, and how they fold back into params.yaml.
+
+Kept free of kfp so that the components (which import it inside their bodies) and the tests share one map.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from specgan.config import params_from_dict
+
+# pipeline parameter name -> params.yaml key. Everything else travels in the ``params_yaml`` parameter.
+EXPOSED: dict[str, str] = {
+    "data_source": "data.source",
+    "data_sha256": "data.sha256",
+    "data_split": "data.split",
+    "feature_shards": "features.shards",
+    "model_dim": "model.model_dim",
+    "train_recipe": "train.recipe",
+    "train_epochs": "train.epochs",
+    "train_batch_size": "train.batch_size",
+    "train_seed": "train.seed",
+    "render_n_samples": "render.n_samples",
+    "evaluate_n_generated": "evaluate.n_generated",
+    "registry_model_name": "registry.model_name",
+}
+
+
+def lookup(d: dict, key: str) -> typing.Any:
+    """``d["a"]["b"]`` for key ``a.b``."""
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+def resolve(params_yaml: str, values: dict[str, typing.Any]) -> str:
+    """Apply pipeline parameter values to the params text; validate; return the final YAML text.
+
+    Integral floats become ints where params.yaml holds an int (kfp.local passes ints as floats)."""
+    import json
+
+    import yaml
+
+    try:
+        raw = json.loads(params_yaml)  # the compiled default is JSON (where 1e-06 is a number)
+    except json.JSONDecodeError:
+        raw = yaml.safe_load(params_yaml)
+    for name, value in values.items():
+        *parents, leaf = EXPOSED[name].split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        if isinstance(node[leaf], int) and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        node[leaf] = value
+    params_from_dict(raw)  # one-line error naming the key if a value is wrong
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -1,0 +1,151 @@
+"""The Kubeflow pipeline: compiled YAML, the Dockerfile, a full kfp.local run, parity with `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from specgan.features import load_features
+from specgan.pipeline_params import EXPOSED, lookup
+from specgan.stats import NormStats
+from specgan.storage import s3_client
+from tests.conftest import BIN, ROOT, copy_project, free_port, run_cli, run_dvc, wait_http
+
+TINY_PARAMS = {"data.split": "all", "features.shards": 3, "model.model_dim": 4, "train.epochs": 2,
+               "train.batch_size": 8, "train.log_every_iters": 2, "render.n_samples": 2,
+               "evaluate.n_generated": 16, "registry.model_name": "drums-kfp"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> tuple[str, dict]:
+    out = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
+    run_cli("kfp", "compile", "--out", str(out), cwd=ROOT,
+            env={"AWS_SECRET_ACCESS_KEY": "do-not-leak-3f9a", "MLFLOW_TRACKING_URI": "http://secret-host:5000"})
+    text = out.read_text()
+    docs = list(yaml.safe_load_all(text))
+    return text, {"spec": docs[0], "platform": docs[1]}
+
+
+def test_compiled_yaml_loads_and_defaults_equal_params(compiled, params):
+    _, d = compiled
+    inputs = d["spec"]["root"]["inputDefinitions"]["parameters"]
+    p = params.to_dict()
+    for name, key in EXPOSED.items():
+        assert inputs[name]["defaultValue"] == lookup(p, key), name
+    assert json.loads(inputs["params_yaml"]["defaultValue"]) == p
+
+
+def test_train_task_is_a_gpu_task_and_shards_fan_out(compiled):
+    _, d = compiled
+    executors = d["spec"]["deploymentSpec"]["executors"]
+    train = executors["exec-train-gan"]["container"]
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert train["resources"]["accelerator"]["resourceCount"] in ("1", 1)
+    loop = d["spec"]["root"]["dag"]["tasks"]["for-loop-1"]
+    assert "parameterIterator" in loop
+    stats_inputs = d["spec"]["root"]["dag"]["tasks"]["merge-stats"]["inputs"]["artifacts"]["shards"]
+    assert stats_inputs["taskOutputArtifact"]["producerTask"] == "for-loop-1"  # dsl.Collected fan-in
+    k8s = d["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-gan"]
+    assert k8s["emptyDirMounts"][0]["mountPath"] == "/dev/shm" and k8s["emptyDirMounts"][0]["medium"] == "Memory"
+    assert k8s["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert {s["secretName"] for s in k8s["secretAsEnv"]} == {"specgan-s3", "specgan-mlflow"}
+    assert k8s["configMapAsEnv"][0]["configMapName"] == "specgan-config"
+
+
+def test_no_credential_or_environment_value_reaches_the_yaml(compiled):
+    text, _ = compiled
+    assert "do-not-leak-3f9a" not in text and "secret-host" not in text
+    assert not re.search(r"AWS_SECRET_ACCESS_KEY\s*[:=]\s*\S+[A-Za-z0-9]{8}", text.replace("secretKey", ""))
+
+
+def test_dockerfile_is_complete():
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip() and ln[0] != "#"]
+    assert lines[0].startswith("FROM python:3.11")
+    for line in lines:
+        if line.startswith("COPY"):
+            for src in line.split()[1:-1]:
+                assert (ROOT / src).exists(), src
+    assert any("pip install -c constraints.txt ." in ln for ln in lines)
+    assert lines[-2] == 'ENTRYPOINT ["specgan"]'
+    cluster = yaml.safe_load((ROOT / "pipeline" / "cluster.yaml").read_text())
+    assert cluster["base_image"]
+
+
+@pytest.fixture(scope="module")
+def mlflow_s3(s3_server, tmp_path_factory):
+    """A real MLflow server whose artifacts live in moto's S3."""
+    home = tmp_path_factory.mktemp("mlflow-s3")
+    s3_client().create_bucket(Bucket="mlflow-artifacts")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", "s3://mlflow-artifacts"],
+        stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health", 90)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _tiny_repo(tmp_path: Path, kit_archive: Path) -> Path:
+    repo = copy_project(tmp_path / "repo", extra=("pyproject.toml",))
+    shutil.copytree(ROOT / "components", repo / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "pipeline", repo / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    run_cli("set-source", str(kit_archive), cwd=repo)
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in TINY_PARAMS.items():
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return repo
+
+
+@pytest.mark.slow
+def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_archive, mlflow_s3):
+    repo = _tiny_repo(tmp_path, kit_archive)
+    env = {"MLFLOW_TRACKING_URI": mlflow_s3, "MLFLOW_EXPERIMENT_NAME": "kfp-test"}
+    proc = run_cli("kfp", "run", "--local", "--workdir", str(tmp_path / "kfp"), "--params", "params.yaml",
+                   "--cluster", "pipeline/cluster.yaml", cwd=repo, env=env, timeout=900)
+    assert "drums-kfp version 1 is @challenger" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    client = mlflow.MlflowClient(mlflow_s3)
+    mv = client.get_model_version_by_alias("drums-kfp", "challenger")
+    assert mv.version == "1" and "metric.frechet_distance" in mv.tags
+    keys = [o["Key"] for o in s3_client().list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]
+    assert any(k.endswith("generator.pt") for k in keys) and any(k.endswith("MLmodel") for k in keys)
+
+    # The same params through `dvc repro` give the same features, stats and (on the CPU) weights.
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ.update(env)
+    try:
+        run_dvc("repro", cwd=repo)
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    (run_root,) = (tmp_path / "kfp" / "pipeline_root").iterdir()
+    np.testing.assert_array_equal(load_features(run_root / "merge-stats" / "features"),
+                                  load_features(repo / "data" / "features"))
+    assert NormStats.load(run_root / "merge-stats" / "stats").to_dict()["mean"] == \
+        NormStats.load(repo / "data" / "stats.json").to_dict()["mean"]
+    a = torch.load(run_root / "train-gan" / "generator" / "generator.pt", weights_only=True)["state_dict"]
+    b = torch.load(repo / "outputs" / "train" / "generator.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((repo / "metrics" / "register.json").read_text())["version"] == "2"
