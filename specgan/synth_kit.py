@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import struct
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -117,7 +118,7 @@ def make_kit(out: str | Path, n_per_class: int = 8, seed: int = 0, root: str = "
             rel = f"{root}/{split}/{label}_{k:03d}.wav"
             buf = io.BytesIO()
             sf.write(buf, x.astype(np.float32), sr, subtype=subtype, format="WAV")
-            files[rel] = buf.getvalue()
+            files[rel] = _strip_peak_chunk(buf.getvalue())
             rows.append((f"{split}/{label}_{k:03d}.wav", label, split, sr, subtype, channels))
             i += 1
     text = io.StringIO()
@@ -127,6 +128,20 @@ def make_kit(out: str | Path, n_per_class: int = 8, seed: int = 0, root: str = "
     files[f"{root}/{MANIFEST}"] = text.getvalue().encode()
     _write(out, files)
     return out
+
+
+def _strip_peak_chunk(wav: bytes) -> bytes:
+    """Drop libsndfile's PEAK chunk (float WAVs): it holds a timestamp, which would make the kit differ
+    from one second to the next."""
+    out, pos = [wav[:12]], 12
+    while pos + 8 <= len(wav):
+        size = struct.unpack("<I", wav[pos + 4:pos + 8])[0]
+        end = pos + 8 + size + (size & 1)
+        if wav[pos:pos + 4] != b"PEAK":
+            out.append(wav[pos:end])
+        pos = end
+    body = b"".join(out)
+    return body[:4] + struct.pack("<I", len(body) - 8) + body[8:]
 
 
 def _split_for(k: int, n: int) -> str:
