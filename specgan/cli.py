@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from specgan.config import ConfigError, Params, load_params
 from specgan.errors import SpecganError
-
-Handler = Callable[[argparse.Namespace, Params], int | None]
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -135,6 +133,18 @@ def cmd_kfp(args: argparse.Namespace, p: Params) -> None:
         print(f"submitted run {submit(args.host, args.experiment, args.params, args.cluster, arguments)}")
 
 
+def cmd_demo(args: argparse.Namespace, p: Params) -> None:
+    from specgan.demo import run_demo
+
+    r = run_demo(args.workdir)
+    ui = (f"mlflow ui --backend-store-uri {r['tracking_uri']}" if r["tracking_uri"].startswith("sqlite")
+          else f"open {r['tracking_uri']}")
+    print(f"\ndemo finished in {r['seconds']} s\n"
+          f"  gallery:  {r['gallery']}\n"
+          f"  model:    {r['model']} version {r['version']} (@challenger, promoted to @champion)\n"
+          f"  MLflow:   {ui}   then open the run {r['run_id']}")
+
+
 def _pick(value, default):
     return default if value is None else value
 
@@ -161,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="path ending .tar.gz, .zip, or a folder")
     sp.add_argument("--per-class", type=int, default=8, help="clips per drum class (default 8)")
     sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sp.set_defaults(func=cmd_synth_dataset)
+    sp.set_defaults(func=cmd_synth_dataset, params_free=True)
 
     sp = sub.add_parser("set-source", help="point data.dvc and params.yaml at another dataset")
     sp.add_argument("source", help="http(s)://, s3://, local archive or folder")
@@ -244,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arg", action="append", metavar="NAME=VALUE", help="run: a pipeline parameter (repeatable)")
     sp.set_defaults(func=cmd_kfp)
 
+    sp = sub.add_parser("demo", help="offline demo: synthetic kit through every stage with dvc repro (CPU)")
+    sp.add_argument("--workdir", default="specgan-demo", help="a new folder for the demo project")
+    sp.set_defaults(func=cmd_demo, params_free=True)
+
     for choice in sub.choices.values():
         _add_common(choice)
     return parser
@@ -255,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args, _params(args)) or 0)
+        params = None if getattr(args, "params_free", False) else _params(args)
+        return int(args.func(args, params) or 0)
     except (ConfigError, SpecganError) as exc:
         print(f"specgan {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -202,6 +202,9 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
     audio[:, : made.shape[1]] = made
     heldout = load_real(data_dir, cfg.real_split, feat)
     train = load_real(data_dir, train_split, feat)
+    if train_split == "all" or train_split == cfg.real_split:
+        log.warning("the held-out split %r is part of the training split %r: the nn_train baseline and the "
+                    "memorization flag mean nothing", cfg.real_split, train_split)
     metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate)
     metrics["run_id"] = gen.provenance.get("run_id", "")
     write_json(out_json, metrics)
