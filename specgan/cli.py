@@ -134,9 +134,12 @@ def cmd_kfp(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:
+    import yaml
+
     from specgan.demo import run_demo
 
-    r = run_demo(args.workdir)
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set or ())}
+    r = run_demo(args.workdir, overrides)
     ui = (f"mlflow ui --backend-store-uri {r['tracking_uri']}" if r["tracking_uri"].startswith("sqlite")
           else f"open {r['tracking_uri']}")
     print(f"\ndemo finished in {r['seconds']} s\n"

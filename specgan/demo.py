@@ -83,8 +83,8 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None) ->
     set_source(str(kit), root=workdir)
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
-    env.setdefault("MLFLOW_EXPERIMENT_NAME", "specgan-demo")
+    env["MLFLOW_TRACKING_URI"] = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}"
+    env["MLFLOW_EXPERIMENT_NAME"] = env.get("MLFLOW_EXPERIMENT_NAME") or "specgan-demo"
     git = ["git", "-c", "user.email=demo@specgan.local", "-c", "user.name=specgan demo"]
     _run(["git", "init", "-q"], workdir, env)
     (workdir / ".gitignore").write_text("/kit/\n/outputs/\n/mlflow.db\n/mlartifacts/\n/mlruns/\n")

@@ -68,3 +68,17 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
     assert champion == min(fd, key=fd.get)
     # dvc exp run works in the workspace: it holds the last experiment, as DVC documents.
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"] == 12
+
+
+def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
+    work = tmp_path / "demo"
+    sets = [a for k, v in {**TINY, "registry.model_name": "drums-demo"}.items() for a in ("--set", f"{k}={v}")]
+    proc = run_cli("demo", "--workdir", str(work), *sets, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert f"gallery:  {work}/outputs/render/index.html" in proc.stdout
+    assert "drums-demo version 1 (@challenger, promoted to @champion)" in proc.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
+    assert (work / "outputs" / "render" / "index.html").exists()
+    client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
+    assert client.get_model_version_by_alias("drums-demo", "champion").version == "1"
+    again = run_cli("demo", "--workdir", str(work), check=False)
+    assert again.returncode == 1 and "is not empty" in again.stderr
