@@ -79,6 +79,6 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
     assert (work / "outputs" / "render" / "index.html").exists()
     client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
-    assert client.get_model_version_by_alias("drums-demo", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("drums-demo", "champion").version) == "1"
     again = run_cli("demo", "--workdir", str(work), check=False)
     assert again.returncode == 1 and "is not empty" in again.stderr
