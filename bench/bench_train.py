@@ -23,7 +23,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits as bce
 from torch.utils.flop_counter import FlopCounterMode
 
 from specgan.config import load_params
-from specgan.gan import GanState, GanStep
+from specgan.gan import GanState, fast_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,17 +112,9 @@ def main() -> None:
 
     # The project's step with its fastest settings for the device.
     state = GanState.create(model, train, device)
-    g_net, d_net, d_frozen = state.G, state.D, state.D
+    step = fast_step(state, train, model.latent_dim)
     if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-        state.G.to(memory_format=torch.channels_last)
-        state.D.to(memory_format=torch.channels_last)
         real = real.contiguous(memory_format=torch.channels_last)
-        if args.compile:
-            g_net, d_net, d_frozen = torch.compile(state.G), torch.compile(state.D), torch.compile(state.D)
-    step = GanStep(state, train, model.latent_dim, g_net, d_net, d_frozen, autocast=cuda and train.bf16)
     gen = torch.Generator(device=device).manual_seed(0)
     proj_s = timed(lambda: step([real], gen), args.iters, device, warmup=5 if args.compile else 3)
 

@@ -26,6 +26,10 @@ def spectrogram_grid(specs: np.ndarray, dest: str | Path, title: str = "") -> Pa
             ax.imshow(specs[i].T, origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1)
     if title:
         fig.suptitle(title)
+    return _save(fig, dest)
+
+
+def _save(fig: plt.Figure, dest: str | Path) -> Path:
     fig.tight_layout()
     dest = Path(dest)
     with atomic_path(dest, suffix=".png") as tmp:
@@ -48,9 +52,4 @@ def waveforms_and_spectrograms(audio: np.ndarray, sample_rate: int, dest: str | 
             axes[i, 1].specgram(audio[i], NFFT=256, Fs=sample_rate, noverlap=128, cmap="magma")
     axes[-1, 0].set_xlabel("time (s)")
     axes[-1, 1].set_xlabel("time (s)")
-    fig.tight_layout()
-    dest = Path(dest)
-    with atomic_path(dest, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    return dest
+    return _save(fig, dest)

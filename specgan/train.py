@@ -23,7 +23,7 @@ from specgan.config import Params
 from specgan.data import normalize
 from specgan.errors import TrainError
 from specgan.features import load_features
-from specgan.gan import GanState, GanStep, StepOutput, grad_norm
+from specgan.gan import GanState, GanStep, StepOutput, fast_step, grad_norm
 from specgan.stats import NormStats
 
 log = logging.getLogger(__name__)
@@ -162,23 +162,16 @@ class Trainer:
                 old.unlink()
 
     def _networks(self) -> GanStep:
-        s, cuda = self.state, self.device.type == "cuda"
-        if cuda:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = True
-            s.G.to(memory_format=torch.channels_last)
-            s.D.to(memory_format=torch.channels_last)
-            self.data = self.data.contiguous(memory_format=torch.channels_last)
-        g_net, d_net, d_frozen = s.G, s.D, s.D
+        wrap = None
         if self.dist.world > 1:
+            from functools import partial
+
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ids = [self.device.index] if cuda else None
-            g_net, d_net = DDP(s.G, device_ids=ids), DDP(s.D, device_ids=ids)
-        if self.cfg.compile and cuda:
-            g_net, d_net, d_frozen = torch.compile(g_net), torch.compile(d_net), torch.compile(s.D)
-        return GanStep(s, self.cfg, self.p.model.latent_dim, g_net, d_net, d_frozen, autocast=cuda and self.cfg.bf16)
+            wrap = partial(DDP, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.device.type == "cuda":
+            self.data = self.data.contiguous(memory_format=torch.channels_last)
+        return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap)
 
     def _checkpoint(self) -> None:
         if self.dist.main:

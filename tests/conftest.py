@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -173,15 +174,13 @@ def s3_server() -> Iterator[str]:
                 os.environ[k] = v
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
-    """A real `mlflow server` process with sqlite on 127.0.0.1."""
-    home = tmp_path_factory.mktemp("mlflow")
+@contextlib.contextmanager
+def start_mlflow_server(home: Path, artifacts_destination: str) -> Iterator[str]:
+    """A real `mlflow server` process with sqlite on 127.0.0.1; yields its URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{home}/mlflow.db",
-         "--artifacts-destination", str(home / "artifacts"), "--workers", "1"],
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", artifacts_destination],
         stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT,
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
     url = f"http://127.0.0.1:{port}"
@@ -191,6 +190,14 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    """A real MLflow server with local artifacts."""
+    home = tmp_path_factory.mktemp("mlflow")
+    with start_mlflow_server(home, str(home / "artifacts")) as url:
+        yield url
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,

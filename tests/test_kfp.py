@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import mlflow
@@ -19,7 +17,7 @@ from specgan.features import load_features
 from specgan.pipeline_params import EXPOSED, lookup
 from specgan.stats import NormStats
 from specgan.storage import s3_client
-from tests.conftest import BIN, ROOT, copy_project, free_port, run_cli, run_dvc, wait_http
+from tests.conftest import ROOT, copy_project, run_cli, run_dvc, start_mlflow_server
 
 TINY_PARAMS = {"data.split": "all", "features.shards": 3, "model.model_dim": 4, "train.epochs": 2,
                "train.batch_size": 8, "train.log_every_iters": 2, "render.n_samples": 2,
@@ -84,21 +82,9 @@ def test_dockerfile_is_complete():
 @pytest.fixture(scope="module")
 def mlflow_s3(s3_server, tmp_path_factory):
     """A real MLflow server whose artifacts live in moto's S3."""
-    home = tmp_path_factory.mktemp("mlflow-s3")
     s3_client().create_bucket(Bucket="mlflow-artifacts")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", "s3://mlflow-artifacts"],
-        stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/health", 90)
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-s3"), "s3://mlflow-artifacts") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def _tiny_repo(tmp_path: Path, kit_archive: Path) -> Path:
@@ -118,7 +104,7 @@ def _tiny_repo(tmp_path: Path, kit_archive: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_archive, mlflow_s3):
+def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_archive, mlflow_s3, monkeypatch):
     repo = _tiny_repo(tmp_path, kit_archive)
     env = {"MLFLOW_TRACKING_URI": mlflow_s3, "MLFLOW_EXPERIMENT_NAME": "kfp-test"}
     proc = run_cli("kfp", "run", "--local", "--workdir", str(tmp_path / "kfp"), "--params", "params.yaml",
@@ -131,15 +117,9 @@ def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_arc
     assert any(k.endswith("generator.pt") for k in keys) and any(k.endswith("MLmodel") for k in keys)
 
     # The same params through `dvc repro` give the same features, stats and (on the CPU) weights.
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ.update(env)
-    try:
-        run_dvc("repro", cwd=repo)
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI")
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    run_dvc("repro", cwd=repo)
     (run_root,) = (tmp_path / "kfp" / "pipeline_root").iterdir()
     np.testing.assert_array_equal(load_features(run_root / "merge-stats" / "features"),
                                   load_features(repo / "data" / "features"))
