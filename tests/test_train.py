@@ -18,7 +18,7 @@ from tests.conftest import BIN, free_port, run_cli, train_args
 pytestmark = pytest.mark.slow
 
 def sqlite_env(tmp_path: Path) -> dict:
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "MLFLOW_EXPERIMENT_NAME": "train-tests"}
 
 
 def generator_weights(out: Path) -> dict:
@@ -53,7 +53,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(prepared, tmp_path):
     assert ckpt["state"]["epoch"] == 8 and isinstance(ckpt["rng_cpu"], torch.Tensor)
 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    runs = mlflow.search_runs(experiment_names=["specgan"], output_format="list")
+    runs = mlflow.search_runs(experiment_names=["train-tests"], output_format="list")
     assert len(runs) == 2  # the straight run, and the interrupted run continued in place
 
 
@@ -87,7 +87,7 @@ def test_two_gloo_ranks_train_and_only_rank_zero_writes(prepared, tmp_path):
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-e000001.pt", "ckpt-e000002.pt"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "generator.pt", "grids"]
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    runs = mlflow.search_runs(experiment_names=["specgan"], output_format="list")
+    runs = mlflow.search_runs(experiment_names=["train-tests"], output_format="list")
     assert len(runs) == 1 and runs[0].data.params["train.world_size"] == "2"
 
 
