@@ -148,7 +148,7 @@ class Trainer:
             self._clear_stale_checkpoints()
             return
         self.state.load_state_dict(ckpt["state"])
-        torch.set_rng_state(ckpt["rng_cpu"])
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())  # map_location may have moved it to the GPU
         self.history = [list(map(float, row)) for row in ckpt["history"]]
         self.run_id = ckpt.get("run_id") or None
         self.last_ckpt = path
