@@ -65,8 +65,10 @@ class GanStep:
 
     def __init__(self, state: GanState, train: TrainConfig, latent_dim: int,
                  g_net: nn.Module | None = None, d_net: nn.Module | None = None,
-                 d_frozen: nn.Module | None = None, autocast: bool = False) -> None:
+                 d_frozen: nn.Module | None = None, autocast: bool = False,
+                 grad_sync: Callable[[nn.Module], None] | None = None) -> None:
         self.s, self.cfg, self.latent = state, train, latent_dim
+        self.grad_sync = grad_sync or (lambda module: None)
         self.g_net, self.d_net = g_net or state.G, d_net or state.D
         self.d_frozen = d_frozen or state.D
         self.wgan = train.recipe == "wgan_gp"
@@ -93,6 +95,7 @@ class GanStep:
                 loss = losses.dcgan_d_loss(real_s, fake_s)
         self.s.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        self.grad_sync(self.s.D)
         self.s.opt_d.step()
         return loss.detach(), real_s.detach(), fake_s.detach()
 
@@ -104,6 +107,7 @@ class GanStep:
                 loss = losses.wgan_g_loss(scores) if self.wgan else losses.dcgan_g_loss(scores)
             self.s.opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            self.grad_sync(self.s.G)
             self.s.opt_g.step()
         finally:
             self.d_frozen.requires_grad_(True)
@@ -120,10 +124,12 @@ class GanStep:
 
 
 def fast_step(state: GanState, train: TrainConfig, latent_dim: int,
-              wrap: Callable[[nn.Module], nn.Module] | None = None) -> GanStep:
+              wrap: Callable[[nn.Module], nn.Module] | None = None,
+              grad_sync: Callable[[nn.Module], None] | None = None) -> GanStep:
     """The project's fastest step for the state's device. On CUDA: TF32, cuDNN autotuning, channels-last
     networks, bf16 autocast (``train.bf16``) and torch.compile (``train.compile``). ``wrap`` (DDP)
-    wraps G and D first. Inputs should be channels-last too on CUDA."""
+    wraps G and D first; ``grad_sync`` averages gradients across ranks instead (for WGAN-GP, whose
+    second critic forward DDP does not allow). Inputs should be channels-last too on CUDA."""
     cuda = next(state.G.parameters()).device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -136,7 +142,8 @@ def fast_step(state: GanState, train: TrainConfig, latent_dim: int,
         g_net, d_net = wrap(state.G), wrap(state.D)
     if train.compile and cuda:
         g_net, d_net, d_frozen = torch.compile(g_net), torch.compile(d_net), torch.compile(state.D)
-    return GanStep(state, train, latent_dim, g_net, d_net, d_frozen, autocast=cuda and train.bf16)
+    return GanStep(state, train, latent_dim, g_net, d_net, d_frozen, autocast=cuda and train.bf16,
+                   grad_sync=grad_sync)
 
 
 def grad_norm(module: nn.Module) -> float:

@@ -86,6 +86,18 @@ def epoch_generators(seed: int, epoch: int, rank: int, device: torch.device) -> 
     return shuffle, latent
 
 
+def allreduce_gradients(module: torch.nn.Module) -> None:
+    """Average a module's gradients over all ranks (one flat all-reduce)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 def export_generator(state: GanState, params: Params, stats: NormStats, dest: Path, provenance: dict) -> Path:
     """The generator with everything needed to make audio: weights, stats and configs (weights_only-safe)."""
     payload = {"state_dict": {k: v.detach().cpu() for k, v in state.G.state_dict().items()},
@@ -107,9 +119,6 @@ class Trainer:
         self.ckpt_dir = out_dir / "checkpoints"
         self.metrics_path, self.log_csv = metrics_path, log_csv
         self.dist = Dist.from_env()
-        if self.dist.world > 1 and self.cfg.recipe == "wgan_gp":
-            raise TrainError("wgan_gp under torchrun is not supported yet (DDP cannot double-backward); "
-                             "use one process or the dcgan recipe")
         if self.cfg.batch_size % self.dist.world:
             raise TrainError(f"train.batch_size {self.cfg.batch_size} is not divisible by {self.dist.world} ranks")
         self.device = pick_device(self.cfg.device, self.dist.local_rank)
@@ -162,8 +171,12 @@ class Trainer:
                 old.unlink()
 
     def _networks(self) -> GanStep:
-        wrap = None
-        if self.dist.world > 1:
+        """DDP for dcgan; for wgan_gp (two critic forwards per backward, which DDP refuses) an explicit
+        all-reduce of the gradients, which is what DDP computes, without the overlap."""
+        wrap = grad_sync = None
+        if self.dist.world > 1 and self.cfg.recipe == "wgan_gp":
+            grad_sync = allreduce_gradients
+        elif self.dist.world > 1:
             from functools import partial
 
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -171,9 +184,20 @@ class Trainer:
             wrap = partial(DDP, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.device.type == "cuda":
             self.data = self.data.contiguous(memory_format=torch.channels_last)
-        return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap)
+        return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap, grad_sync)
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank must hold the same weights; a silent divergence would waste the whole run."""
+        if self.dist.world == 1:
+            return
+        total = torch.stack([p.detach().double().sum() for p in self.state.G.parameters()]).sum().view(1)
+        gathered = [torch.zeros_like(total) for _ in range(self.dist.world)]
+        dist.all_gather(gathered, total)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise TrainError(f"ranks hold different generator weights at epoch {self.state.epoch}")
 
     def _checkpoint(self) -> None:
+        self._check_ranks_agree()
         if self.dist.main:
             payload = {"state": self.state.state_dict(), "rng_cpu": torch.get_rng_state(),
                        "history": self.history, "fingerprint": self.fp, "run_id": self.run_id or "",

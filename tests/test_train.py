@@ -77,11 +77,12 @@ def test_non_finite_loss_stops_with_a_clear_error(prepared, tmp_path):
     assert not (tmp_path / "nan" / "generator.pt").exists()
 
 
-def test_two_gloo_ranks_train_and_only_rank_zero_writes(prepared, tmp_path):
+@pytest.mark.parametrize("recipe", ["dcgan", "wgan_gp"])
+def test_two_gloo_ranks_train_and_only_rank_zero_writes(prepared, tmp_path, recipe):
     env = {**os.environ, **sqlite_env(tmp_path), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "specgan",
-           *train_args(prepared, out, 2), "--metrics", str(tmp_path / "m.json")]
+           *train_args(prepared, out, 2, "--set", f"train.recipe={recipe}"), "--metrics", str(tmp_path / "m.json")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-e000001.pt", "ckpt-e000002.pt"]
