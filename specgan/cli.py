@@ -277,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SpecganError) as exc:
         print(f"specgan {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"specgan {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

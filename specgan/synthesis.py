@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ import torchaudio
 
 from specgan.config import FeaturesConfig, ModelConfig, NormalizeConfig, RenderConfig
 from specgan.data import denormalize
+from specgan.errors import SpecganError
 from specgan.models import Generator
 from specgan.stats import NormStats
 
@@ -80,7 +82,14 @@ class DrumGenerator:
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> DrumGenerator:
         """Load ``generator.pt`` (weights_only: no code runs from the file)."""
-        return cls.from_payload(torch.load(path, map_location=device, weights_only=True), device)
+        if not Path(path).is_file():
+            raise FileNotFoundError(2, "No such file", str(path))
+        try:
+            payload = torch.load(path, map_location=device, weights_only=True)
+            return cls.from_payload(payload, device)
+        except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+            raise SpecganError(f"{path} is not a generator file from `specgan train` "
+                               f"({type(exc).__name__}; it is never loaded with weights_only=False)") from None
 
     @property
     def device(self) -> torch.device:

@@ -54,3 +54,14 @@ def test_sequence_places_one_hit_per_beat():
     loop = sequence(clips, 1000, tempo_bpm=120.0)  # 0.5 s per beat = 500 samples
     assert loop.shape == (1500,) and np.flatnonzero(loop).tolist() == [0, 500, 1000]
     assert loop.max() == 1.0
+
+
+def test_missing_or_corrupt_generator_is_a_one_line_error(tmp_path):
+    from tests.conftest import run_cli
+
+    bad = tmp_path / "generator.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for path, message in ((tmp_path / "nope.pt", "No such file"), (bad, "is not a generator file")):
+        proc = run_cli("render", "--generator", str(path), "--out", str(tmp_path / "out"), check=False)
+        assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
