@@ -75,13 +75,21 @@ def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[
 
 
 def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Artifact], generator: Output[Model],
-              metrics: Output[Metrics]) -> None:
-    """specgan train: the generator folder holds generator.pt and the checkpoints."""
+              metrics: Output[Metrics], checkpoint_root: str = "", run_key: str = "") -> None:
+    """specgan train. The generator folder holds generator.pt; checkpoints go to
+    ``checkpoint_root/run_key`` (a mounted volume: a retried pod resumes) or else beside generator.pt."""
+    import shutil
+    from pathlib import Path
+
     from specgan.config import load_params
-    from specgan.train import train
+    from specgan.train import GENERATOR_FILE, train
 
     p = load_params(params.path)
-    summary = train(features.path, stats.path, generator.path, p)
+    work = Path(checkpoint_root) / (run_key or "run") if checkpoint_root else Path(generator.path)
+    summary = train(features.path, stats.path, work, p)
+    if work != Path(generator.path):
+        Path(generator.path).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / GENERATOR_FILE, Path(generator.path) / GENERATOR_FILE)
     for key, value in summary.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(key, float(value))

@@ -21,6 +21,7 @@ DEFAULT_CLUSTER = Path(__file__).with_name("cluster.yaml")
 CONFIG_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "MLFLOW_EXPERIMENT_NAME")
 S3_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 MLFLOW_SECRET_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+CHECKPOINT_MOUNT = "/checkpoints"
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,12 @@ def build_pipeline(params: Params, cluster: Cluster):
             shard.set_display_name("features shard")
         stats = _cpu(c.stats(params=text, dataset=data.outputs["dataset"],
                              shards=dsl.Collected(shard.outputs["shard"])), cluster).set_display_name("stats")
-        trained = _gpu(c.train(params=text, features=stats.outputs["features"],
-                               stats=stats.outputs["stats"]), cluster).set_display_name("train (GPU)")
+        pvc = cluster.train.get("checkpoint_pvc")
+        trained = _gpu(c.train(params=text, features=stats.outputs["features"], stats=stats.outputs["stats"],
+                               checkpoint_root=CHECKPOINT_MOUNT if pvc else "",
+                               run_key=dsl.PIPELINE_JOB_ID_PLACEHOLDER), cluster).set_display_name("train (GPU)")
+        if pvc:
+            kubernetes.mount_pvc(trained, pvc_name=pvc, mount_path=CHECKPOINT_MOUNT)
         _cpu(c.render(generator=trained.outputs["generator"]), cluster).set_display_name("render")
         evaluated = _cpu(c.evaluate(params=text, generator=trained.outputs["generator"],
                                     dataset=data.outputs["dataset"]), cluster).set_display_name("evaluate")

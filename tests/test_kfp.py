@@ -129,3 +129,51 @@ def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_arc
     b = torch.load(repo / "outputs" / "train" / "generator.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((repo / "metrics" / "register.json").read_text())["version"] == "2"
+
+
+def test_checkpoint_volume_is_mounted_on_the_train_task(tmp_path):
+    cluster = yaml.safe_load((ROOT / "pipeline" / "cluster.yaml").read_text())
+    cluster["train"]["checkpoint_pvc"] = "specgan-checkpoints"
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(cluster))
+    out = tmp_path / "pipeline.yaml"
+    run_cli("kfp", "compile", "--out", str(out), "--cluster", str(tmp_path / "cluster.yaml"), cwd=ROOT)
+    spec, platform = yaml.safe_load_all(out.read_text())
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-gan"]
+    assert k8s["pvcMount"][0]["mountPath"] == "/checkpoints"
+    assert "specgan-checkpoints" in json.dumps(k8s["pvcMount"][0])
+    train_inputs = spec["root"]["dag"]["tasks"]["train-gan"]["inputs"]["parameters"]
+    assert train_inputs["checkpoint_root"]["runtimeValue"]["constant"] == "/checkpoints"
+
+
+@pytest.mark.slow
+def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, params, monkeypatch):
+    """The component's own function (.python_func): a retried task finds its run's checkpoints."""
+    from dataclasses import replace
+
+    from kfp import dsl
+
+    from components import make_components
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    train_fn = make_components("unused").train.python_func
+    feats, stats = prepared
+    tiny = replace(params, model=replace(params.model, model_dim=4),
+                   train=replace(params.train, batch_size=8, epochs=2, checkpoint_every_epochs=1))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny.to_dict()))
+
+    def attempt(n: int) -> None:
+        train_fn(params=dsl.Artifact(uri=str(tmp_path / "params.yaml")), features=dsl.Dataset(uri=str(feats)),
+                 stats=dsl.Artifact(uri=str(stats)), generator=dsl.Model(uri=str(tmp_path / f"gen{n}")),
+                 metrics=dsl.Metrics(uri=str(tmp_path / f"metrics{n}")), checkpoint_root=str(tmp_path / "vol"),
+                 run_key="job-1")
+
+    attempt(1)
+    ckpts = sorted(p.name for p in (tmp_path / "vol" / "job-1" / "checkpoints").iterdir())
+    assert ckpts == ["ckpt-e000001.pt", "ckpt-e000002.pt"]
+    last = tmp_path / "vol" / "job-1" / "checkpoints" / "ckpt-e000002.pt"
+    stamp = last.stat().st_mtime_ns
+    attempt(2)  # the retry resumes at epoch 2 of 2: nothing left to train, the same generator
+    a = torch.load(tmp_path / "gen1" / "generator.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "gen2" / "generator.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert last.stat().st_mtime_ns == stamp  # resumed: no epoch was trained again
