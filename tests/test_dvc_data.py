@@ -51,3 +51,10 @@ def test_local_folder_source(tmp_path, kit_dir):
     run_cli("set-source", str(kit_dir), cwd=repo)
     run_dvc("repro", "download", cwd=repo)
     assert len(list((repo / "data" / "raw").rglob("*.wav"))) == 42
+
+
+def test_features_params_cover_every_key_but_workers(params):
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["features"]
+    listed = {p for p in stage["params"] if p.startswith("features.")}
+    expected = {f"features.{k}" for k in params.to_dict()["features"]} - {"features.workers"}
+    assert listed == expected
