@@ -229,6 +229,19 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Set the dotted ``key`` (e.g. ``train.epochs``) of a raw params dict; an unknown key is a ConfigError."""
+    node = raw
+    *parents, leaf = key.split(".")
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            raise ConfigError(f"{key}: unknown key")
+        node = node[p]
+    if leaf not in node:
+        raise ConfigError(f"{key}: unknown key")
+    node[leaf] = value
+
+
 def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
     import yaml  # imported here so GPU scripts can use the config classes without PyYAML
 
@@ -236,15 +249,7 @@ def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
         key, text = item.split("=", 1)
-        node = raw
-        *parents, leaf = key.split(".")
-        for p in parents:
-            if not isinstance(node.get(p), dict):
-                raise ConfigError(f"{key}: unknown key")
-            node = node[p]
-        if leaf not in node:
-            raise ConfigError(f"{key}: unknown key")
-        node[leaf] = yaml.safe_load(text)
+        set_key(raw, key, yaml.safe_load(text))
     return raw
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 import specgan
+from specgan.config import set_key
 from specgan.data_source import set_source
 from specgan.errors import SpecganError
 from specgan.synth_kit import make_kit
@@ -50,13 +51,7 @@ def apply_overrides(params_path: Path, overrides: dict[str, object]) -> None:
     """Set dotted keys in a params.yaml file."""
     raw = yaml.safe_load(params_path.read_text())
     for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        if leaf not in node:
-            raise SpecganError(f"demo override {key}: unknown key")
-        node[leaf] = value
+        set_key(raw, key, value)
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 

@@ -214,17 +214,12 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
 
 
 def _log_metrics(metrics: dict) -> None:
-    import mlflow
     from mlflow.entities import Metric
 
-    from specgan.tracking import check_tracking
+    from specgan.tracking import client_for_run
 
-    mlflow.set_tracking_uri(check_tracking())
-    client = mlflow.MlflowClient()
-    try:
-        client.get_run(metrics["run_id"])
-    except mlflow.exceptions.MlflowException:
-        log.warning("MLflow run %s not found; metrics not logged", metrics["run_id"])
+    client = client_for_run(metrics["run_id"], "evaluate metrics")
+    if client is None:
         return
     flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     flat.update({f"class_share.{k}": v for k, v in metrics.get("class_share", {}).items()})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typing
 
-from specgan.config import params_from_dict
+from specgan.config import params_from_dict, set_key
 
 # pipeline parameter name -> params.yaml key. Everything else travels in the ``params_yaml`` parameter.
 EXPOSED: dict[str, str] = {
@@ -46,12 +46,8 @@ def resolve(params_yaml: str, values: dict[str, typing.Any]) -> str:
     except json.JSONDecodeError:
         raw = yaml.safe_load(params_yaml)
     for name, value in values.items():
-        *parents, leaf = EXPOSED[name].split(".")
-        node = raw
-        for p in parents:
-            node = node[p]
-        if isinstance(node[leaf], int) and isinstance(value, float) and value.is_integer():
+        if isinstance(lookup(raw, EXPOSED[name]), int) and isinstance(value, float) and value.is_integer():
             value = int(value)
-        node[leaf] = value
+        set_key(raw, EXPOSED[name], value)
     params_from_dict(raw)  # one-line error naming the key if a value is wrong
     return yaml.safe_dump(raw, sort_keys=False)

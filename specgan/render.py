@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ import torch
 from specgan.atomic import atomic_dir, atomic_path, write_json
 from specgan.plots import spectrogram_grid, waveforms_and_spectrograms
 from specgan.synthesis import DrumGenerator
-
-log = logging.getLogger(__name__)
 
 GALLERY = "index.html"
 
@@ -87,15 +84,8 @@ def render(generator_path: str | Path, out_dir: str | Path, n_samples: int | Non
 
 
 def _log_to_run(run_id: str, out_dir: Path) -> None:
-    import mlflow
+    from specgan.tracking import client_for_run
 
-    from specgan.tracking import check_tracking
-
-    mlflow.set_tracking_uri(check_tracking())
-    try:
-        client = mlflow.MlflowClient()
-        client.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        log.warning("MLflow run %s is not on %s; render not logged", run_id, mlflow.get_tracking_uri())
-        return
-    client.log_artifacts(run_id, str(out_dir), "render")
+    client = client_for_run(run_id, "render")
+    if client is not None:
+        client.log_artifacts(run_id, str(out_dir), "render")

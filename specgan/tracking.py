@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -44,6 +45,21 @@ def start_run(run_name: str | None = None, tags: dict[str, str] | None = None) -
     mlflow.set_tracking_uri(check_tracking())
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
     return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+def client_for_run(run_id: str, what: str):
+    """An MlflowClient on the configured server when ``run_id`` exists there; else warn and return None."""
+    import mlflow
+
+    mlflow.set_tracking_uri(check_tracking())
+    client = mlflow.MlflowClient()
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        logging.getLogger(__name__).warning("MLflow run %s is not on %s; %s not logged", run_id,
+                                            mlflow.get_tracking_uri(), what)
+        return None
+    return client
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

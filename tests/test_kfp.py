@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from specgan.demo import apply_overrides
 from specgan.features import load_features
 from specgan.pipeline_params import EXPOSED, lookup
 from specgan.stats import NormStats
@@ -92,14 +93,7 @@ def _tiny_repo(tmp_path: Path, kit_archive: Path) -> Path:
     shutil.copytree(ROOT / "components", repo / "components", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "pipeline", repo / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     run_cli("set-source", str(kit_archive), cwd=repo)
-    raw = yaml.safe_load((repo / "params.yaml").read_text())
-    for key, value in TINY_PARAMS.items():
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    apply_overrides(repo / "params.yaml", TINY_PARAMS)
     return repo
 
 
