@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU benchmark in one call (for the device tool or any CUDA machine); results go to $OUT.
-# Needs only torch, torchaudio, numpy and PyYAML beside the repository (no MLflow, DVC, kfp, soundfile).
+# Every GPU measurement in one call (device tool or any CUDA machine); results go to $OUT.
+# On a bare GPU machine carry soundfile's wheels in .whl/ (see BENCHMARKS.md); everything else is there.
 set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
-export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python bench/bench_train.py --device cuda --width 64 --batch 64 --iters 30 --out "$OUT/train_eager.json"
-python bench/bench_train.py --device cuda --width 64 --batch 64 --iters 50 --compile --out "$OUT/train_compiled.json"
-if [ -f bench/bench_griffinlim.py ]; then
-  python bench/bench_griffinlim.py --device cuda --clips 4096 --out "$OUT/griffinlim.json"
+cd "$(dirname "$0")/.."
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+PYTHONUNBUFFERED=1 python3 bench/gpu_run.py --device cuda --out "$OUT" "$@" 2>&1 | grep --line-buffered -v "it/s\]" | tee "$OUT/gpu_run.log"

@@ -113,8 +113,10 @@ class Trainer:
     """Runs ``train.epochs`` epochs from scratch or from a checkpoint; see :func:`train`."""
 
     def __init__(self, features_dir: Path, stats_path: Path, out_dir: Path, params: Params,
-                 resume: str | None, fresh: bool, metrics_path: Path | None, log_csv: Path | None) -> None:
+                 resume: str | None, fresh: bool, metrics_path: Path | None, log_csv: Path | None,
+                 tracking: bool = True) -> None:
         self.p, self.cfg = params, params.train
+        self.tracking = tracking
         self.out_dir = out_dir
         self.ckpt_dir = out_dir / "checkpoints"
         self.metrics_path, self.log_csv = metrics_path, log_csv
@@ -236,7 +238,7 @@ class Trainer:
 
     def run(self) -> dict:
         step = self._networks()
-        tracker = self._start_tracking() if self.dist.main else None
+        tracker = self._start_tracking() if self.dist.main and self.tracking else None
         b_local = self.cfg.batch_size // self.dist.world
         total = self.cfg.epochs * self.iters_per_epoch
         bar = tqdm(total=total, initial=self.state.iteration, desc="train", unit="it", disable=not self.dist.main)
@@ -340,10 +342,11 @@ class Trainer:
 
 def train(features_dir: str | Path, stats_path: str | Path, out_dir: str | Path, params: Params,
           resume: str | None = None, fresh: bool = False, metrics_path: str | Path | None = None,
-          log_csv: str | Path | None = None) -> dict:
-    """Train (or resume) and return a summary; under torchrun every rank calls this."""
+          log_csv: str | Path | None = None, tracking: bool = True) -> dict:
+    """Train (or resume) and return a summary; under torchrun every rank calls this.
+    ``tracking=False`` logs nothing to MLflow (benchmarks on machines without it)."""
     ddp = Dist.from_env().world > 1
-    if Dist.from_env().main:
+    if Dist.from_env().main and tracking:
         from specgan.tracking import check_tracking
 
         check_tracking()  # an unreachable server fails the command before any work
@@ -352,7 +355,8 @@ def train(features_dir: str | Path, stats_path: str | Path, out_dir: str | Path,
         dist.init_process_group(backend)
     try:
         trainer = Trainer(Path(features_dir), Path(stats_path), Path(out_dir), params, resume, fresh,
-                          Path(metrics_path) if metrics_path else None, Path(log_csv) if log_csv else None)
+                          Path(metrics_path) if metrics_path else None, Path(log_csv) if log_csv else None,
+                          tracking)
         return trainer.run()
     finally:
         if ddp and dist.is_initialized():
