@@ -9,5 +9,5 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-PYTHONUNBUFFERED=1 python3 bench/gpu_run.py --device cuda --out "$OUT" "$@" 2>&1 | grep --line-buffered -v "it/s\]" | tee "$OUT/gpu_run.log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+TQDM_DISABLE=1 PYTHONUNBUFFERED=1 python3 bench/gpu_run.py --device cuda --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu_run.log"
