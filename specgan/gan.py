@@ -70,8 +70,10 @@ class GanStep:
                  grad_sync: Callable[[nn.Module], None] | None = None) -> None:
         self.s, self.cfg, self.latent = state, train, latent_dim
         self.grad_sync = grad_sync or (lambda module: None)
-        self.g_net, self.d_net = g_net or state.G, d_net or state.D
-        self.d_frozen = d_frozen or state.D
+        # `is None`, not `or`: a torch.compile-wrapped module has no truth value.
+        self.g_net = state.G if g_net is None else g_net
+        self.d_net = state.D if d_net is None else d_net
+        self.d_frozen = state.D if d_frozen is None else d_frozen
         self.wgan = train.recipe == "wgan_gp"
         self.gp_weight = train.optim.gp_weight
         device_type = next(state.G.parameters()).device.type
