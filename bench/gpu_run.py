@@ -323,7 +323,8 @@ def quality(run: Run) -> dict:
     p = run.p
     p = replace(p, features=replace(p.features, workers=0),
                 model=replace(p.model, model_dim=run.width),
-                train=replace(p.train, batch_size=run.batch, checkpoint_every_epochs=10_000, grid_every_epochs=10_000,
+                train=replace(p.train, seed=run.args.seed, batch_size=run.batch, checkpoint_every_epochs=10_000,
+                              grid_every_epochs=10_000,
                               log_every_iters=100, device=run.device.type),
                 evaluate=replace(p.evaluate, n_generated=64 if run.args.small else 512))
     t0 = time.perf_counter()
@@ -332,7 +333,7 @@ def quality(run: Run) -> dict:
     run_stats(w / "features", w / "stats.json", p.features.n_frames)
     rows: list[dict] = []
     res: dict = {"per_class": per_class, "data_prep_s": round(time.perf_counter() - t0, 1), "rows": rows}
-    stages = [2, 4] if run.args.small else [10, 30, 60, 120, 200, 300, 450, 600, 800, 1000]
+    stages = [2, 4] if run.args.small else run.args.stages
     rate, t_train, last_epochs = None, 0.0, 0
     for epochs in stages:
         if rate is not None:  # skip a stage that the time left cannot hold (train + about 30 s to evaluate)
@@ -363,12 +364,15 @@ def quality(run: Run) -> dict:
 
 def _quality_outputs(run: Run, gen_path: Path, sf) -> None:
     """The last generator's 16-sample grid and four WAVs into --out."""
+    from specgan.data import to_db
     from specgan.plots import spectrogram_grid
     from specgan.synthesis import DrumGenerator
 
     gen = DrumGenerator.load(gen_path, run.device)
     z = gen.latents(list(range(16)))
-    spectrogram_grid(gen.spectrograms(z)[:, 0].cpu().numpy(), run.out / "quality_grid.png", gen_path.stem)
+    f = gen.features
+    spectrogram_grid(to_db(gen.spectrograms(z), gen.stats, gen.normalize), run.out / "quality_grid.png",
+                     gen_path.stem, [f"seed {i}" for i in range(16)], f.sample_rate, f.hop_length, f.n_fft)
     audio = gen.audio(z[:4]).cpu().numpy()
     for i, clip in enumerate(audio):
         sf.write(run.out / f"quality_sample_{i}.wav", clip, gen.features.sample_rate)
@@ -382,6 +386,9 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=460, help="stop starting new work after this many seconds")
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--per-class", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0, help="train.seed of the quality run")
+    ap.add_argument("--stages", type=int, nargs="+", default=[10, 30, 60, 120, 200, 300, 450, 600, 800, 1000],
+                    help="epochs at which the quality run evaluates")
     ap.add_argument("--small", action="store_true", help="tiny sizes, for checking the script on a CPU")
     ap.add_argument("--only", nargs="*", help="run only these sections")
     args = ap.parse_args()

@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, nargs="+", default=[10, 30, 60, 120])
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--n-generated", type=int, default=128)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
+    ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--workdir", help="keep outputs here (default: a temporary folder)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
@@ -41,7 +43,11 @@ def main() -> None:
     from specgan.synth_kit import make_kit
     from specgan.train import train
 
-    p = load_params(ROOT / "params.yaml")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    p = load_params(ROOT / "params.yaml", args.set)
     p = replace(p, model=replace(p.model, model_dim=args.width),
                 train=replace(p.train, batch_size=args.batch, checkpoint_every_epochs=10, grid_every_epochs=10),
                 evaluate=replace(p.evaluate, n_generated=args.n_generated, ndb_bins=10))

@@ -96,14 +96,18 @@ def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Ar
     generator.metadata.update({"run_id": summary.get("run_id", ""), "iterations": summary["iterations"]})
 
 
-def render_samples(generator: Input[Model], samples: Output[Artifact], gallery: Output[HTML]) -> None:
-    """specgan render: WAV files and plots, and the gallery page as an HTML artifact."""
+def render_samples(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset], report: Input[Artifact],
+                   samples: Output[Artifact], gallery: Output[HTML]) -> None:
+    """specgan render: WAV files and plots, and the gallery page (with the evaluation) as an HTML artifact."""
     import shutil
     from pathlib import Path
 
+    from specgan.config import load_params
     from specgan.render import GALLERY, render
 
-    render(str(Path(generator.path) / "generator.pt"), samples.path)
+    p = load_params(params.path)
+    render(str(Path(generator.path) / "generator.pt"), samples.path, p.render, metrics_path=report.path,
+           data_dir=dataset.path, train_split=p.data.split, eval_cfg=p.evaluate)
     shutil.copy(Path(samples.path) / GALLERY, gallery.path)
 
 
@@ -117,7 +121,7 @@ def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset
 
     p = load_params(params.path)
     result = run_evaluate(str(Path(generator.path) / "generator.pt"), dataset.path, report.path, p.evaluate,
-                          p.data.split)
+                          p.data.split, render=p.render)
     for key, value in result.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(key, float(value))

@@ -127,9 +127,10 @@ def build_pipeline(params: Params, cluster: Cluster):
                                run_key=dsl.PIPELINE_JOB_ID_PLACEHOLDER), cluster).set_display_name("train (GPU)")
         if pvc:
             kubernetes.mount_pvc(trained, pvc_name=pvc, mount_path=CHECKPOINT_MOUNT)
-        _cpu(c.render(generator=trained.outputs["generator"]), cluster).set_display_name("render")
         evaluated = _cpu(c.evaluate(params=text, generator=trained.outputs["generator"],
                                     dataset=data.outputs["dataset"]), cluster).set_display_name("evaluate")
+        _cpu(c.render(params=text, generator=trained.outputs["generator"], dataset=data.outputs["dataset"],
+                      report=evaluated.outputs["report"]), cluster).set_display_name("render")
         registered = _cpu(c.register(params=text, generator=trained.outputs["generator"],
                                      report=evaluated.outputs["report"]), cluster).set_display_name("register")
         registered.set_caching_options(False)  # registering is a side effect: never served from cache

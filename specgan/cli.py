@@ -73,18 +73,21 @@ def cmd_train(args: argparse.Namespace, p: Params) -> None:
 def cmd_render(args: argparse.Namespace, p: Params) -> None:
     from specgan.render import render
 
-    res = render(args.generator, args.out, n_samples=args.n or p.render.n_samples, seed=p.render.seed)
+    res = render(args.generator, args.out, p.render, n_samples=args.n, metrics_path=args.metrics,
+                 data_dir=args.data, train_split=p.data.split, eval_cfg=p.evaluate)
     print(f"{res['samples']} samples; gallery: {res['gallery']}")
 
 
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
     from specgan.evaluate import run_evaluate
 
-    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split)
+    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, render=p.render)
     print(f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}), "
           f"ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
           f"(real {m['nn_self_real']:.4g}), nn_train {m['nn_train']:.4g} (real {m['nn_train_real']:.4g})"
-          + (" [MODE COLLAPSE]" if m["collapse_flag"] else "") + (" [MEMORIZATION]" if m["memorization_flag"] else ""))
+          + (" [MODE COLLAPSE]" if m["collapse_flag"] else "") + (" [MEMORIZATION]" if m["memorization_flag"] else "")
+          + (f"\nclass share: {', '.join(f'{c} {v:.0%}' for c, v in sorted(m['class_share'].items()))}"
+             if m.get("class_share") else ""))
 
 
 def cmd_register(args: argparse.Namespace, p: Params) -> None:
@@ -142,10 +145,18 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
     r = run_demo(args.workdir, overrides)
     ui = (f"mlflow ui --backend-store-uri {r['tracking_uri']}" if r["tracking_uri"].startswith("sqlite")
           else f"open {r['tracking_uri']}")
+    m = r["metrics"]
+    shares = ", ".join(f"{c} {v:.0%}" for c, v in sorted(m.get("class_share", {}).items()))
+    status = "promoted to @champion" if r["promoted"] else "not promoted"
     print(f"\ndemo finished in {r['seconds']} s\n"
           f"  gallery:  {r['gallery']}\n"
-          f"  model:    {r['model']} version {r['version']} (@challenger, promoted to @champion)\n"
-          f"  MLflow:   {ui}   then open the run {r['run_id']}")
+          f"  model:    {r['model']} version {r['version']} (@challenger, {status})\n"
+          f"  MLflow:   {ui}   then open the run {r['run_id']}\n"
+          f"  quality:  frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}), "
+          f"inception_score {m.get('inception_score', float('nan')):.3g} "
+          f"(real {m.get('inception_score_real', float('nan')):.3g})"
+          + (f"\n            class share: {shares}" if shares else "") + "\n"
+          f"  gate:     {'PASSES' if r['promoted'] else 'REFUSED'}: {r['verdict']}")
 
 
 def _pick(value, default):
@@ -212,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--generator", required=True, help="generator.pt from train")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--n", type=int, help="number of samples (default: render.n_samples)")
+    sp.add_argument("--metrics", help="the evaluate step's metrics JSON, shown in the gallery")
+    sp.add_argument("--data", help="download folder: label each sample with its predicted class (labelled data)")
     sp.set_defaults(func=cmd_render)
 
     sp = sub.add_parser("evaluate", help="quality metrics against held-out real clips (metrics.json, MLflow)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class ModelConfig:
     model_dim: int = _f(1)
     kernel_size: int = _f(1, 15)
     leaky_slope: float = _f(0, 1)
+    spectral_norm: bool = _f()  # stabilizer, not in SPEC.md: spectral normalization of D (Miyato et al. 2018)
+    minibatch_std: int = _f(0, 64)  # stabilizer, not in SPEC.md: D sees the std over groups of this size; 0 = off
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class OptimConfig:
     eps: float = _f(0, 1, lo_open=True)
     d_steps: int = _f(1, 100)
     gp_weight: float = _f(0)
+    r1_weight: float = _f(0)  # stabilizer, not in SPEC.md: R1 penalty gamma (Mescheder et al. 2018); 0 = off
+    d_lr_scale: float = _f(0, 100, lo_open=True)  # D learning rate = lr x this (TTUR, Heusel et al. 2017); 1 = SPEC
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,8 @@ class EvaluateConfig:
     seed: int = _f(0)
     collapse_ratio: float = _f(0, 1)
     memorization_ratio: float = _f(0, 1)
+    min_heldout: int = _f(4)  # fewer usable distinct held-out clips is an error: the baseline would be noise
+    bootstrap: int = _f(0, 10000)  # resamples for the Frechet distances' standard errors (0 = none)
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,9 @@ class RegistryConfig:
     gate_metric: str = _f()
     gate_mode: Literal["min", "max"] = _f()
     gate_margin: float = _f(0)
+    refuse_collapse: bool = _f()  # never promote a version whose evaluation flags mode collapse
+    refuse_memorization: bool = _f()  # ... or memorization
+    min_class_share: float = _f(0, 1)  # labelled data: every class must get at least this share of samples
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,8 @@ def _check_value(key: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) 
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     else:
         ok = isinstance(value, tp)
     if not ok:

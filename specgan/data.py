@@ -27,3 +27,8 @@ def denormalize(x: torch.Tensor, stats: NormStats, cfg: NormalizeConfig) -> torc
     mean = torch.as_tensor(stats.mean, dtype=spec.dtype, device=spec.device).view(1, -1, 1)
     std = torch.as_tensor(stats.std, dtype=spec.dtype, device=spec.device).view(1, -1, 1)
     return torch.exp(spec * cfg.scale * std + mean)
+
+
+def to_db(x: torch.Tensor, stats: NormStats, cfg: NormalizeConfig) -> np.ndarray:
+    """[N, 1, 128, 128] generator output -> [N, 129, 128] magnitude in dB (frequency x time), for plots."""
+    return (20 * torch.log10(denormalize(x.float(), stats, cfg).clamp_min(1e-6))).cpu().numpy()

@@ -7,6 +7,7 @@ code that the stages list as deps) in a fresh git repository, then runs the real
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -87,9 +88,13 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None) ->
     _run(git + ["add", "-A"], workdir, env)
     _run(git + ["commit", "-qm", "specgan demo"], workdir, env)
     _run([f"{bindir}/dvc", "repro"], workdir, env)
-    _run([f"{bindir}/specgan", "promote"], workdir, env)
+    print(f"$ {bindir}/specgan promote", flush=True)
+    promoted = subprocess.run([f"{bindir}/specgan", "promote"], cwd=workdir, env=env, capture_output=True, text=True)
+    verdict = (promoted.stdout or promoted.stderr).strip().splitlines()
     registered = yaml.safe_load((workdir / "metrics" / "register.json").read_text())
     result = {"workdir": str(workdir), "gallery": str(workdir / "outputs" / "render" / "index.html"),
               "model": registered["name"], "version": registered["version"], "run_id": registered["run_id"],
-              "tracking_uri": env["MLFLOW_TRACKING_URI"], "seconds": round(time.perf_counter() - t0, 1)}
+              "tracking_uri": env["MLFLOW_TRACKING_URI"], "seconds": round(time.perf_counter() - t0, 1),
+              "promoted": promoted.returncode == 0, "verdict": verdict[-1] if verdict else "",
+              "metrics": json.loads((workdir / "metrics" / "evaluate.json").read_text())}
     return result

@@ -19,6 +19,7 @@ from specgan.atomic import atomic_dir, write_json
 from specgan.audio import is_kept_name
 from specgan.config import DownloadConfig
 from specgan.errors import DownloadError, UnsafeArchiveError
+from specgan.hashing import file_sha256
 from specgan.storage import s3_client, split_s3_url
 
 log = logging.getLogger(__name__)
@@ -125,15 +126,6 @@ def _fetch_s3(url: str, part: Path) -> None:
 def _bar(total: int | None, initial: int, label: str) -> tqdm:
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=f"download {label.rsplit('/', 1)[-1]}", leave=False)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _from_archive(archive: Path, out_dir: Path, source: str, sha256: str) -> DownloadResult:

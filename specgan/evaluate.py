@@ -16,8 +16,9 @@ Each has a ``*_real`` twin: the same metric for one half of the held-out real cl
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,10 @@ import torchaudio
 
 from specgan.atomic import write_json
 from specgan.audio import list_audio
-from specgan.config import EvaluateConfig, FeaturesConfig
+from specgan.config import EvaluateConfig, FeaturesConfig, RenderConfig
 from specgan.errors import SpecganError
+from specgan.hashing import file_sha256
+from specgan.metric_values import numeric_metrics
 from specgan.spectral import RejectedClip, load_clip
 from specgan.synth_kit import read_labels
 
@@ -45,20 +48,30 @@ class RealSet:
     labels: list[str]
 
 
-def load_real(data_dir: str | Path, split: str, cfg: FeaturesConfig) -> RealSet:
-    """Decode a split's clips exactly as the features step does (rejected clips are skipped)."""
+def load_real(data_dir: str | Path, split: str, cfg: FeaturesConfig, min_clips: int = 4) -> RealSet:
+    """Decode a split's clips exactly as the features step does (rejected clips and exact duplicates are
+    skipped); fewer than ``min_clips`` distinct usable clips is an EvaluateError."""
     data_dir = Path(data_dir)
     labels = read_labels(data_dir)
-    clips, names = [], []
+    clips, names, seen, dupes = [], [], set(), 0
     for rel in list_audio(data_dir, split):
         try:
             clip, _ = load_clip(data_dir / rel, cfg)
         except RejectedClip:
             continue
+        key = hashlib.sha256(np.ascontiguousarray(clip, dtype=np.float32).tobytes()).hexdigest()
+        if key in seen:
+            dupes += 1
+            continue
+        seen.add(key)
         clips.append(clip)
         names.append(labels.get(rel, ""))
-    if len(clips) < 4:
-        raise EvaluateError(f"split {split!r} under {data_dir} has {len(clips)} usable clips; evaluation needs 4")
+    if dupes:
+        log.warning("split %r under %s: %d duplicate clips skipped", split, data_dir, dupes)
+    if len(clips) < min_clips:
+        raise EvaluateError(f"split {split!r} under {data_dir} has {len(clips)} distinct usable clips "
+                            f"({dupes} duplicates skipped); the evaluation needs at least {min_clips} "
+                            "(evaluate.min_heldout): is --data the dataset the model was trained on?")
     return RealSet(np.stack(clips), names)
 
 
@@ -106,6 +119,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
     covmean = covmean.real if np.iscomplexobj(covmean) else covmean
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
+
+
+def bootstrap_se(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> float:
+    """Standard error of the Frechet distance between row sets ``a`` and ``b`` by bootstrap resampling."""
+    if n < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    vals = [frechet_distance(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
+            for _ in range(n)]
+    return float(np.std(vals, ddof=1))
 
 
 def nn_distance(queries: np.ndarray, refs: np.ndarray, exclude_self: bool = False) -> float:
@@ -156,6 +179,24 @@ def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.nda
             "class_share": {str(c): float(s) for c, s in zip(clf.classes_, shares, strict=True)}}
 
 
+def predict_classes(audio: np.ndarray, data_dir: str | Path, train_split: str, feat: FeaturesConfig,
+                    cfg: EvaluateConfig) -> list[str] | None:
+    """Each clip's most likely drum class by the evaluation's classifier; None when the data is unlabelled."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = load_real(data_dir, train_split, feat)
+    if not all(train.labels) or len(set(train.labels)) < 2:
+        return None
+    desc = Descriptors(cfg, feat.sample_rate)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(desc.vectors(train.audio),
+                                                                              train.labels)
+    clip = np.zeros((audio.shape[0], feat.clip_samples), dtype=np.float32)
+    clip[:, : min(audio.shape[1], feat.clip_samples)] = audio[:, : feat.clip_samples]
+    return [str(c) for c in clf.predict(desc.vectors(clip))]
+
+
 def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg: EvaluateConfig,
                    sample_rate: int) -> dict:
     """All metrics of ``generated`` clips, with the real-against-real baselines and flags."""
@@ -177,6 +218,12 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
         "n_generated": int(generated.shape[0]), "n_heldout": int(heldout.audio.shape[0]),
         "n_train": int(train.audio.shape[0]),
     }
+    if not m["frechet_distance_real"] > 0:
+        raise EvaluateError(f"the real-vs-real Frechet baseline is {m['frechet_distance_real']:.3g}: the held-out "
+                            "halves are identical or too few to compare")
+    if cfg.bootstrap:
+        m["frechet_distance_se"] = bootstrap_se(gen_vec, held_vec, cfg.bootstrap, cfg.seed)
+        m["frechet_distance_real_se"] = bootstrap_se(held_vec[a], held_vec[b], cfg.bootstrap, cfg.seed + 1)
     m["collapse_flag"] = int(m["nn_self"] < cfg.collapse_ratio * m["nn_self_real"])
     m["memorization_flag"] = int(m["nn_train"] < cfg.memorization_ratio * m["nn_train_real"])
     if all(train.labels) and len(set(train.labels)) > 1:
@@ -189,39 +236,44 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
 
 
 def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
-                 train_split: str, log_to_mlflow: bool = True) -> dict:
+                 train_split: str, log_to_mlflow: bool = True, render: RenderConfig | None = None) -> dict:
     """Generate ``n_generated`` clips through the render path and write the metrics JSON (and to MLflow)."""
     from specgan.render import sample_seeds
     from specgan.synthesis import DrumGenerator
 
     gen = DrumGenerator.load(generator_path)
+    if render is not None:  # params' render settings at the time of use, not the copy saved in the file
+        gen = dataclasses.replace(gen, render=render)
     feat = gen.features
     z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
     audio = np.zeros((cfg.n_generated, feat.clip_samples), dtype=np.float32)  # real clips' length
     made = gen.audio(z).cpu().numpy()[:, : feat.clip_samples]
     audio[:, : made.shape[1]] = made
-    heldout = load_real(data_dir, cfg.real_split, feat)
+    heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout)
     train = load_real(data_dir, train_split, feat)
     if train_split == "all" or train_split == cfg.real_split:
         log.warning("the held-out split %r is part of the training split %r: the nn_train baseline and the "
                     "memorization flag mean nothing", cfg.real_split, train_split)
     metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate)
     metrics["run_id"] = gen.provenance.get("run_id", "")
+    metrics["generator_sha256"] = file_sha256(Path(generator_path))
+    metrics["iterations"] = int(gen.provenance.get("iterations", 0))
+    if log_to_mlflow:
+        metrics["evaluation_run_id"] = _log_metrics(metrics)
     write_json(out_json, metrics)
-    if log_to_mlflow and metrics["run_id"]:
-        _log_metrics(metrics)
     return metrics
 
 
-def _log_metrics(metrics: dict) -> None:
-    from mlflow.entities import Metric
+def _log_metrics(metrics: dict) -> str:
+    """Log the evaluation as its own MLflow run, linked to the training run by tag (the training run's history
+    is never changed after it finished); returns the new run's id."""
+    import mlflow
 
-    from specgan.tracking import client_for_run
+    from specgan.tracking import start_run
 
-    client = client_for_run(metrics["run_id"], "evaluate metrics")
-    if client is None:
-        return
-    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    flat.update({f"class_share.{k}": v for k, v in metrics.get("class_share", {}).items()})
-    now = int(time.time() * 1000)
-    client.log_batch(metrics["run_id"], metrics=[Metric(k, v, now, 0) for k, v in flat.items()])
+    tags = {"specgan.step": "evaluate", "specgan.training_run_id": metrics["run_id"],
+            "generator_sha256": metrics["generator_sha256"]}
+    with start_run(run_name=f"evaluate-{metrics['generator_sha256'][:8]}", tags=tags) as run:
+        mlflow.log_metrics({f"quality/{k}": v for k, v in numeric_metrics(metrics).items()
+                            if np.isfinite(v)}, step=metrics["iterations"])
+        return run.info.run_id

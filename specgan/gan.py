@@ -31,8 +31,9 @@ class GanState:
         G, D = Generator(model).to(device), Discriminator(model).to(device)
         o = train.optim
         # Fused Adam on CUDA (one kernel per optimizer step); the CPU keeps the default implementation.
-        kw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "fused": True if device.type == "cuda" else None}
-        return cls(G, D, torch.optim.Adam(G.parameters(), **kw), torch.optim.Adam(D.parameters(), **kw))
+        kw = {"betas": (o.beta1, o.beta2), "eps": o.eps, "fused": True if device.type == "cuda" else None}
+        return cls(G, D, torch.optim.Adam(G.parameters(), lr=o.lr, **kw),
+                   torch.optim.Adam(D.parameters(), lr=o.lr * o.d_lr_scale, **kw))
 
     def state_dict(self) -> dict:
         return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
@@ -76,6 +77,7 @@ class GanStep:
         self.d_frozen = state.D if d_frozen is None else d_frozen
         self.wgan = train.recipe == "wgan_gp"
         self.gp_weight = train.optim.gp_weight
+        self.r1_weight = train.optim.r1_weight
         device_type = next(state.G.parameters()).device.type
         self.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if autocast else nullcontext
 
@@ -87,6 +89,8 @@ class GanStep:
         n, dev = real.shape[0], real.device
         with torch.no_grad(), self.autocast():
             fake = self.s.G(self.z(n, gen, dev)).to(real.dtype)
+        if self.r1_weight:
+            real = real.detach().requires_grad_(True)
         with self.autocast():
             scores = self.d_net(torch.cat([real, fake])).float()  # one forward: real and fake together
             real_s, fake_s = scores[:n], scores[n:]
@@ -96,6 +100,8 @@ class GanStep:
                 loss = loss + self.gp_weight * losses.gradient_penalty(self.d_net, real, fake, alpha).float()
             else:
                 loss = losses.dcgan_d_loss(real_s, fake_s)
+            if self.r1_weight:
+                loss = loss + self.r1_weight / 2 * losses.r1_penalty(real_s, real).float()
         self.s.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.grad_sync(self.s.D)

@@ -48,13 +48,35 @@ class Discriminator(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(chans[i], chans[i + 1], k, stride=2, padding=_same(k)) for i in range(N_LAYERS))
         self.slope = cfg.leaky_slope
-        self.fc = nn.Linear(BASE * BASE * 16 * d, 1)
+        self.group = cfg.minibatch_std
+        self.fc = nn.Linear(BASE * BASE * (16 * d + (1 if self.group else 0)), 1)
         init_glorot(self)
+        if cfg.spectral_norm:  # after the init: the parametrization wraps the initialized weights
+            from torch.nn.utils.parametrizations import spectral_norm
+
+            for i, conv in enumerate(self.convs):
+                self.convs[i] = spectral_norm(conv)
+            self.fc = spectral_norm(self.fc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
             x = nn.functional.leaky_relu(conv(x), self.slope)
+        if self.group:
+            x = torch.cat([x, minibatch_std(x, self.group)], dim=1)
         return self.fc(x.flatten(1)).squeeze(1)
+
+
+def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """ProGAN's minibatch-stddev feature (Karras et al. 2018): per group of ``group`` consecutive samples,
+    the mean over features of the std over the group, as one extra [B, 1, H, W] channel. Groups never mix
+    the real and fake halves of a batch when each half is a multiple of the group size."""
+    b, c, h, w = x.shape
+    g = min(group, b)
+    if b % g:
+        raise ValueError(f"minibatch_std: batch {b} is not a multiple of the group size {g}")
+    y = x.float().view(b // g, g, c, h, w)
+    std = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [b // g]
+    return std.repeat_interleave(g).view(b, 1, 1, 1).expand(b, 1, h, w).to(x.dtype)
 
 
 def init_glorot(module: nn.Module) -> None:

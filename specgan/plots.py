@@ -14,23 +14,38 @@ import numpy as np  # noqa: E402
 from specgan.atomic import atomic_path  # noqa: E402
 
 
-def spectrogram_grid(specs: np.ndarray, dest: str | Path, title: str = "") -> Path:
-    """[N, 128, 128] normalized generator outputs (time x frequency) -> one PNG grid (frequency up)."""
-    n = specs.shape[0]
+def spectrogram_grid(db: np.ndarray, dest: str | Path, title: str = "", labels: list[str] | None = None,
+                     sample_rate: int = 16000, hop_length: int = 128, n_fft: int = 256) -> Path:
+    """[N, frequency, time] magnitudes in dB -> one PNG grid: time (s) and frequency (kHz) axes, one colour
+    bar in dB, each tile titled with its label (the WAV name where there is one)."""
+    n = db.shape[0]
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols + 1, 2.2 * rows), squeeze=False)
+    extent = (0, db.shape[2] * hop_length / sample_rate, 0, (db.shape[1] - 1) * sample_rate / n_fft / 1000)
+    lo, hi = np.percentile(db, 1), db.max()
+    image = None
     for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(specs[i].T, origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1)
+        if i >= n:
+            ax.axis("off")
+            continue
+        image = ax.imshow(db[i], origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi, extent=extent)
+        ax.set_title(labels[i] if labels else f"#{i}", fontsize=7)
+        ax.tick_params(labelsize=6)
+        if i % cols == 0:
+            ax.set_ylabel("kHz", fontsize=7)
+        if i // cols == rows - 1:
+            ax.set_xlabel("s", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), label="dB", shrink=0.8)
     if title:
         fig.suptitle(title)
-    return _save(fig, dest)
+    return _save(fig, dest, tight=False)
 
 
-def _save(fig: plt.Figure, dest: str | Path) -> Path:
-    fig.tight_layout()
+def _save(fig: plt.Figure, dest: str | Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
     dest = Path(dest)
     with atomic_path(dest, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=80)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,8 @@ import soundfile as sf
 import torch
 
 from specgan.atomic import atomic_dir, atomic_path, write_json
+from specgan.config import EvaluateConfig, RenderConfig
+from specgan.data import to_db
 from specgan.plots import spectrogram_grid, waveforms_and_spectrograms
 from specgan.synthesis import DrumGenerator
 
@@ -30,52 +34,90 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def gallery_html(names: list[str], wavs: list[bytes], images: dict[str, bytes], title: str, info: dict) -> str:
+GALLERY_METRICS = ("frechet_distance", "ndb_k", "nn_self", "nn_train", "inception_score")
+
+
+def metrics_html(m: dict) -> str:
+    """The evaluation beside its real-vs-real baselines, and its flags in words."""
+    rows = []
+    for k in GALLERY_METRICS:
+        if k in m:
+            se = f" &plusmn; {m[k + '_se']:.3g}" if k + "_se" in m else ""
+            real = f"{m[k + '_real']:.4g}" + (f" &plusmn; {m[k + '_real_se']:.3g}" if k + "_real_se" in m else "")
+            rows.append(f"<tr><td>{k}</td><td>{m[k]:.4g}{se}</td><td>{real}</td></tr>")
+    flags = [w for f, w in (("collapse_flag", "MODE COLLAPSE: the samples are too alike"),
+                            ("memorization_flag", "MEMORIZATION: the samples copy training clips")) if m.get(f)]
+    shares = ", ".join(f"{c} {v:.0%}" for c, v in sorted(m.get("class_share", {}).items()))
+    return (f"<h2>Evaluation ({m.get('n_generated', '?')} generated against {m.get('n_heldout', '?')} held-out "
+            f"clips)</h2><table><tr><th>metric</th><th>generated</th><th>real baseline</th></tr>{''.join(rows)}"
+            f"</table><p><b>{'; '.join(flags) if flags else 'no collapse or memorization flag'}</b></p>"
+            + (f"<p>class share of generated samples: {html.escape(shares)}</p>" if shares else ""))
+
+
+def gallery_html(names: list[str], wavs: list[bytes], images: dict[str, bytes], title: str, info: dict,
+                 metrics: dict | None = None, classes: list[str] | None = None) -> str:
     """A self-contained page: audio players and images inline as data: URIs, nothing fetched."""
+    captions = [f"{n} ({c})" for n, c in zip(names, classes, strict=True)] if classes else names
     rows = "\n".join(
         f'<figure><figcaption>{html.escape(n)}</figcaption>'
         f'<audio controls preload="none" src="data:audio/wav;base64,{base64.b64encode(w).decode()}"></audio></figure>'
-        for n, w in zip(names, wavs, strict=True))
+        for n, w in zip(captions, wavs, strict=True))
     imgs = "\n".join(f'<h2>{html.escape(k)}</h2><img alt="{html.escape(k)}" '
                      f'src="data:image/png;base64,{base64.b64encode(v).decode()}">' for k, v in images.items())
     meta = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in info.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}figure{{display:inline-block;margin:.5em}}
-img{{max-width:100%}}</style></head>
+img{{max-width:100%}}td,th{{padding:.2em .8em;text-align:right}}</style></head>
 <body><h1>{html.escape(title)}</h1><ul>{meta}</ul>
+{metrics_html(metrics) if metrics else ""}
 <section>{rows}</section>
 {imgs}
 </body></html>
 """
 
 
-def render(generator_path: str | Path, out_dir: str | Path, n_samples: int | None = None,
-           seed: int | None = None, log_to_mlflow: bool = True) -> dict:
-    """Write ``sample_XXX.wav``, ``waveforms.png``, ``spectrograms.png`` and ``index.html`` to ``out_dir``."""
+def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n_samples: int | None = None,
+           metrics_path: str | Path | None = None, data_dir: str | Path | None = None, train_split: str = "train",
+           eval_cfg: EvaluateConfig | None = None, log_to_mlflow: bool = True) -> dict:
+    """Write ``sample_XXX.wav``, ``waveforms.png``, ``spectrograms.png`` and ``index.html`` to ``out_dir``.
+
+    ``cfg`` (params' ``render``) decides the seeds and the Griffin-Lim settings; ``metrics_path`` (the evaluate
+    step's JSON) adds the evaluation to the gallery; ``data_dir`` (labelled) with ``eval_cfg`` adds each sample's
+    predicted class."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    gen = DrumGenerator.load(generator_path, device)
-    n = n_samples or gen.render.n_samples
-    seeds = sample_seeds(gen.render.seed if seed is None else seed, n)
+    gen = dataclasses.replace(DrumGenerator.load(generator_path, device), render=cfg)
+    n = n_samples or cfg.n_samples
+    seeds = sample_seeds(cfg.seed, n)
     z = gen.latents(seeds)
     specs = gen.spectrograms(z)
     audio = gen.audio(z).cpu().numpy()
-    sr = gen.features.sample_rate
+    f = gen.features
+    sr = f.sample_rate
     names = [f"sample_{i:03d}.wav" for i in range(n)]
+    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
+    classes = None
+    if data_dir is not None and eval_cfg is not None:
+        from specgan.evaluate import predict_classes
+
+        classes = predict_classes(audio, data_dir, train_split, f, eval_cfg)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         wavs = [wav_bytes(a, sr) for a in audio]
         for name, data in zip(names, wavs, strict=True):
             (tmp / name).write_bytes(data)
         waveforms_and_spectrograms(audio, sr, tmp / "waveforms.png", names)
-        spectrogram_grid(specs[:, 0].cpu().numpy(), tmp / "spectrograms.png", "generated spectrograms")
+        spectrogram_grid(to_db(specs, gen.stats, gen.normalize), tmp / "spectrograms.png", "generated spectrograms",
+                         [n[:-4] for n in names], sr, f.hop_length, f.n_fft)
         info = {"samples": n, "seeds": f"{seeds[0]}..{seeds[-1]}", "sample rate": sr,
-                "griffin-lim iterations": gen.render.griffin_lim_iters, **gen.provenance}
+                "griffin-lim iterations": cfg.griffin_lim_iters, "griffin-lim momentum": cfg.momentum,
+                **gen.provenance}
         page = gallery_html(names, wavs, {p: (tmp / p).read_bytes() for p in ("spectrograms.png", "waveforms.png")},
-                            "SpecGAN drum samples", info)
+                            "SpecGAN drum samples", info, metrics, classes)
         with atomic_path(tmp / GALLERY) as page_tmp:
             page_tmp.write_text(page)
-        write_json(tmp / "render.json", {"seeds": seeds, "files": names, "sample_rate": sr,
+        write_json(tmp / "render.json", {"seeds": seeds, "files": names, "sample_rate": sr, "classes": classes,
+                                         "griffin_lim_iters": cfg.griffin_lim_iters,
                                          "run_id": gen.provenance.get("run_id", "")})
     run_id = gen.provenance.get("run_id")
     if log_to_mlflow and run_id:

@@ -29,7 +29,8 @@ from specgan.stats import NormStats
 log = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.pt"
-LOG_FIELDS = ["iteration", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
+LOG_FIELDS = ["iteration", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]  # the CSV (DVC plots)
+MLFLOW_NAMES = ["loss/d", "loss/g", "d_output/real", "d_output/fake"]  # the same values, grouped in the MLflow UI
 GRID_SAMPLES = 16
 
 
@@ -176,7 +177,7 @@ class Trainer:
         """DDP for dcgan; for wgan_gp (two critic forwards per backward, which DDP refuses) an explicit
         all-reduce of the gradients, which is what DDP computes, without the overlap."""
         wrap = grad_sync = None
-        if self.dist.world > 1 and self.cfg.recipe == "wgan_gp":
+        if self.dist.world > 1 and (self.cfg.recipe == "wgan_gp" or self.cfg.optim.r1_weight):
             grad_sync = allreduce_gradients
         elif self.dist.world > 1:
             from functools import partial
@@ -223,18 +224,26 @@ class Trainer:
                              f"last good checkpoint: {where}")
 
     def _grid(self, tracker) -> None:
+        from specgan.data import to_db
         from specgan.plots import spectrogram_grid
 
         gen = torch.Generator(device=self.device).manual_seed(self.p.render.seed)
         z = torch.rand(GRID_SAMPLES, self.p.model.latent_dim, generator=gen, device=self.device) * 2 - 1
         self.state.G.eval()
         with torch.no_grad():
-            specs = self.state.G(z).float()[:, 0].cpu().numpy()
+            db = to_db(self.state.G(z), self.stats, self.p.normalize)
         self.state.G.train()
-        dest = spectrogram_grid(specs, self.out_dir / "grids" / f"epoch_{self.state.epoch:06d}.png",
-                                f"epoch {self.state.epoch}, iteration {self.state.iteration}")
+        f = self.p.features
+        dest = spectrogram_grid(db, self.out_dir / "grids" / f"epoch_{self.state.epoch:06d}.png",
+                                f"epoch {self.state.epoch}, iteration {self.state.iteration}",
+                                [f"z #{i}" for i in range(GRID_SAMPLES)], f.sample_rate, f.hop_length, f.n_fft)
         if tracker:
+            import matplotlib.image
+
             tracker.log_artifact(str(dest), "grids")
+            # As an MLflow image with its step: the UI's slider walks through training.
+            tracker.log_image(matplotlib.image.imread(dest)[..., :3], key="spectrogram_grid",
+                              step=self.state.iteration)
 
     def run(self) -> dict:
         step = self._networks()
@@ -283,11 +292,12 @@ class Trainer:
                float(out.d_real), float(out.d_fake)]
         self.history.append(row)
         self.last_rate = rate
-        metrics = dict(zip(LOG_FIELDS[2:], row[2:], strict=True))
-        metrics.update(grad_norm_d=grad_norm(self.state.D), grad_norm_g=grad_norm(self.state.G),
-                       iterations_per_s=rate, samples_per_s=rate * self.cfg.batch_size * self.cfg.optim.d_steps)
+        metrics = dict(zip(MLFLOW_NAMES, row[2:], strict=True))
+        metrics.update({"grad_norm/d": grad_norm(self.state.D), "grad_norm/g": grad_norm(self.state.G),
+                        "speed/iterations_per_s": rate,
+                        "speed/samples_per_s": rate * self.cfg.batch_size * self.cfg.optim.d_steps})
         if self.device.type == "cuda":
-            metrics["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            metrics["speed/gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if tracker:
             tracker.log_metrics(metrics, step=self.state.iteration)
         bar.set_postfix(d=f"{row[2]:.3f}", g=f"{row[3]:.3f}", refresh=False)
@@ -334,8 +344,9 @@ class Trainer:
         if tracker:
             tracker.log_artifact(str(gen_path), "model")
             tracker.log_artifact(str(self.stats_path), "model")
-            tracker.log_metrics({"final_" + k: v for k, v in summary.items()
-                                 if k in ("d_loss", "g_loss", "d_real", "d_fake")}, step=self.state.iteration)
+            final = {f"final/{name}": summary[k] for k, name in zip(LOG_FIELDS[2:], MLFLOW_NAMES, strict=True)
+                     if k in summary}
+            tracker.log_metrics(final, step=self.state.iteration)
             tracker.end_run()
         return summary
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from specgan.config import DownloadConfig
-from specgan.download import SOURCE_INFO, download, file_sha256
+from specgan.download import SOURCE_INFO, download
 from specgan.errors import DownloadError, UnsafeArchiveError
+from specgan.hashing import file_sha256
 from specgan.storage import s3_client
 
 FAST = DownloadConfig(retries=4, backoff_s=0.01, timeout_s=10)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from specgan.evaluate import RealSet, evaluate_audio, load_real
+from specgan.hashing import file_sha256
 from specgan.synth_kit import make_kit
 from tests.conftest import run_cli, train_args
 
@@ -59,10 +60,34 @@ def test_evaluate_command_writes_metrics(prepared, kit_dir, tmp_path):
     run_cli(*train_args(prepared, tmp_path / "run", 1), env=env)
     out = tmp_path / "metrics.json"
     proc = run_cli("evaluate", "--generator", str(tmp_path / "run" / "generator.pt"), "--data", str(kit_dir),
-                   "--out", str(out), "--set", "evaluate.n_generated=16", env=env)
+                   "--out", str(out), "--set", "evaluate.n_generated=16", "--set", "evaluate.min_heldout=4", env=env)
     m = json.loads(out.read_text())
     assert m["n_generated"] == 16 and np.isfinite(m["frechet_distance"]) and "frechet_distance" in proc.stdout
+    assert m["frechet_distance_se"] > 0 and m["frechet_distance_real_se"] > 0
+    assert m["generator_sha256"] == file_sha256(tmp_path / "run" / "generator.pt")
     import mlflow
 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    assert mlflow.get_run(m["run_id"]).data.metrics["frechet_distance"] == pytest.approx(m["frechet_distance"])
+    evaluation = mlflow.get_run(m["evaluation_run_id"])
+    assert evaluation.data.metrics["quality/frechet_distance"] == pytest.approx(m["frechet_distance"])
+    assert evaluation.data.tags["specgan.training_run_id"] == m["run_id"]
+    training = mlflow.get_run(m["run_id"])  # the finished training run's history is left as it was
+    assert not any(k.startswith("quality/") or k == "frechet_distance" for k in training.data.metrics)
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_data_that_cannot_support_the_baseline(prepared, tmp_path):
+    import soundfile as sf
+
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    run_cli(*train_args(prepared, tmp_path / "run", 1), env=env)
+    wrong = tmp_path / "wrong" / "test"  # a folder of 30 copies of one clip
+    wrong.mkdir(parents=True)
+    clip = np.sin(np.linspace(0, 800, 16000)).astype(np.float32) * np.exp(-np.linspace(0, 8, 16000))
+    for i in range(30):
+        sf.write(wrong / f"copy_{i}.wav", clip, 16000)
+    proc = run_cli("evaluate", "--generator", str(tmp_path / "run" / "generator.pt"), "--data",
+                   str(tmp_path / "wrong"), "--out", str(tmp_path / "m.json"), "--set", "evaluate.n_generated=8",
+                   env=env, check=False)
+    assert proc.returncode == 1 and "1 distinct usable clips (29 duplicates skipped)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()

@@ -16,8 +16,8 @@ from tests.conftest import copy_project, run_cli, run_dvc
 pytestmark = pytest.mark.slow
 
 TINY = {"features.shards": 2, "model.model_dim": 4, "train.epochs": 2, "train.batch_size": 8,
-        "train.log_every_iters": 2, "render.n_samples": 2, "evaluate.n_generated": 16,
-        "registry.model_name": "drums-e2e"}
+        "train.log_every_iters": 2, "render.n_samples": 2, "evaluate.n_generated": 16, "evaluate.min_heldout": 4,
+        "registry.model_name": "drums-e2e", "registry.refuse_collapse": False, "registry.min_class_share": 0.0}
 STAGES = ["download", "features", "stats", "train", "render", "evaluate", "register"]
 
 
@@ -59,10 +59,13 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
 
     client = mlflow.MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("e2e")
-    runs = {r.data.params["train.seed"]: r for r in client.search_runs([exp.experiment_id])}
+    every = client.search_runs([exp.experiment_id])
+    runs = {r.data.params["train.seed"]: r for r in every if "train.seed" in r.data.params}
+    evals = {r.data.tags["specgan.training_run_id"]: r for r in every if r.data.tags.get("specgan.step") == "evaluate"}
     assert {"11", "12"} <= set(runs)
-    for seed in ("11", "12"):
-        assert "frechet_distance" in runs[seed].data.metrics and "d_loss" in runs[seed].data.metrics
+    for seed in ("11", "12"):  # the evaluation is its own run, linked to its training run
+        assert "loss/d" in runs[seed].data.metrics and "quality/frechet_distance" not in runs[seed].data.metrics
+        assert "quality/frechet_distance" in evals[runs[seed].info.run_id].data.metrics
     fd = {v: float(client.get_model_version("drums-e2e", v).tags["metric.frechet_distance"]) for v in versions}
     champion = client.get_model_version_by_alias("drums-e2e", "champion").version
     assert champion == min(fd, key=fd.get)

@@ -18,7 +18,11 @@ from tests.conftest import BIN, free_port, run_cli, train_args, wait_http
 
 pytestmark = pytest.mark.slow
 
-GATE = ["--set", "registry.gate_metric=final_g_loss", "--set", "registry.model_name=drums-test"]
+# The tiny test models are collapsed: the quality rules are switched off where a test is about the comparison.
+NO_RULES = ["--set", "registry.refuse_collapse=false", "--set", "registry.refuse_memorization=false",
+            "--set", "registry.min_class_share=0.0"]
+GATE = ["--set", "registry.model_name=drums-test", *NO_RULES]
+EVAL = ["--set", "evaluate.n_generated=16", "--set", "evaluate.min_heldout=4", "--set", "evaluate.bootstrap=0"]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,18 @@ def two_models(prepared, tmp_path_factory, env) -> list[Path]:
     return outs
 
 
+def evaluate(generator: Path, kit_dir: Path, env: dict) -> Path:
+    """`specgan evaluate` of one generator file; returns its metrics JSON."""
+    out = generator.parent / "evaluate.json"
+    run_cli("evaluate", "--generator", str(generator), "--data", str(kit_dir), "--out", str(out), *EVAL, env=env)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluations(two_models, kit_dir, env) -> list[Path]:
+    return [evaluate(g, kit_dir, env) for g in two_models]
+
+
 def test_render_writes_audio_plots_gallery_and_logs_them(two_models, tmp_path, env):
     out = tmp_path / "render"
     run_cli("render", "--generator", str(two_models[0]), "--out", str(out), "--n", "3", env=env)
@@ -53,20 +69,43 @@ def test_render_writes_audio_plots_gallery_and_logs_them(two_models, tmp_path, e
     again = tmp_path / "again"
     run_cli("render", "--generator", str(two_models[0]), "--out", str(again), "--n", "3", env=env)
     assert (again / "sample_001.wav").read_bytes() == wavs[1].read_bytes()  # seeded
+    more = tmp_path / "more_iters"  # params' render settings at the time of use, not the copy in generator.pt
+    run_cli("render", "--generator", str(two_models[0]), "--out", str(more), "--n", "3",
+            "--set", "render.griffin_lim_iters=60", env=env)
+    assert (more / "sample_001.wav").read_bytes() != wavs[1].read_bytes()
+    assert "griffin-lim iterations</b>: 60" in (more / "index.html").read_text()
 
 
-def test_register_promote_load_synthesize_and_serve(two_models, tmp_path, env):
+def test_gallery_shows_the_evaluation_and_each_samples_class(two_models, evaluations, kit_dir, tmp_path, env):
+    out = tmp_path / "render"
+    run_cli("render", "--generator", str(two_models[0]), "--out", str(out), "--n", "4", "--metrics",
+            str(evaluations[0]), "--data", str(kit_dir), env=env)
+    page = (out / "index.html").read_text()
+    m = json.loads(evaluations[0].read_text())
+    assert "real baseline" in page and f"{m['frechet_distance']:.4g}" in page
+    assert f"{m['frechet_distance_real']:.4g}" in page
+    assert ("MODE COLLAPSE" in page) == bool(m["collapse_flag"])
+    classes = json.loads((out / "render.json").read_text())["classes"]
+    kit_classes = {"kick", "snare", "clap", "closed_hat", "open_hat", "tom", "cymbal"}
+    assert len(classes) == 4 and set(classes) <= kit_classes
+    assert f"sample_000.wav ({classes[0]})" in page
+
+
+def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp_path, env):
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    first = run_cli("register", "--generator", str(two_models[0]), "--out", str(tmp_path / "r1.json"), *GATE, env=env)
+    first = run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]),
+                    "--out", str(tmp_path / "r1.json"), *GATE, env=env)
     assert "version 1 as @challenger" in first.stdout
     v1 = client.get_model_version_by_alias("drums-test", "challenger")
-    assert {"data_version", "params_hash", "git_commit", "metric.final_g_loss"} <= set(v1.tags)
+    assert {"data_version", "params_hash", "git_commit", "metric.frechet_distance", "generator_sha256"} <= set(v1.tags)
     assert "champion" in run_cli("promote", *GATE, env=env).stdout  # no champion yet: promoted
+    again = run_cli("promote", "--version", "1", *GATE, env=env)
+    assert "already champion" in again.stdout  # exit 0
 
-    run_cli("register", "--generator", str(two_models[1]), *GATE, env=env)
+    run_cli("register", "--generator", str(two_models[1]), "--metrics", str(evaluations[1]), *GATE, env=env)
     v2 = client.get_model_version_by_alias("drums-test", "challenger")
     assert v2.version == "2"
-    g1, g2 = float(v1.tags["metric.final_g_loss"]), float(v2.tags["metric.final_g_loss"])
+    g1, g2 = float(v1.tags["metric.frechet_distance"]), float(v2.tags["metric.frechet_distance"])
     worse_mode = "max" if g2 < g1 else "min"  # the mode under which version 2 loses
     refused = run_cli("promote", *GATE, "--set", f"registry.gate_mode={worse_mode}", env=env, check=False)
     assert refused.returncode == 1 and "refused" in refused.stderr and "does not beat the champion" in refused.stderr
@@ -81,12 +120,11 @@ def test_register_promote_load_synthesize_and_serve(two_models, tmp_path, env):
     assert champ.version == "2" and champ.tags["promotion_forced"] == "true"
     assert champ.tags["previous_champion"] == "1"
 
-    # A version without the gate metric is never promoted, not even with --force.
-    nometric = run_cli("register", "--generator", str(two_models[0]), "--set", "registry.model_name=drums-test",
-                       "--set", "registry.gate_metric=missing_metric", env=env)
-    assert "no gate metric" in nometric.stdout
-    never = run_cli("promote", "--set", "registry.model_name=drums-test", "--set",
-                    "registry.gate_metric=missing_metric", "--force", env=env, check=False)
+    # An evaluation without the gate metric is not registered; a version without it is never promoted.
+    nometric = run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *GATE,
+                       "--set", "registry.gate_metric=missing_metric", env=env, check=False)
+    assert nometric.returncode == 1 and "missing or not a number" in nometric.stderr
+    never = run_cli("promote", *GATE, "--set", "registry.gate_metric=missing_metric", "--force", env=env, check=False)
     assert never.returncode == 1 and "never promoted" in never.stderr
 
     # The training outputs are gone: the registered model alone makes audio, in a fresh process.
@@ -122,3 +160,80 @@ def test_register_promote_load_synthesize_and_serve(two_models, tmp_path, env):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_register_takes_metrics_only_from_an_evaluation_of_that_file(two_models, evaluations, tmp_path, env):
+    other = run_cli("register", "--generator", str(two_models[1]), "--metrics", str(evaluations[0]),
+                    "--set", "registry.model_name=drums-mismatch", env=env, check=False)
+    assert other.returncode == 1 and "scored another generator file" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    missing = run_cli("register", "--generator", str(two_models[1]), "--set", "registry.model_name=drums-mismatch",
+                      env=env, check=False)
+    assert missing.returncode == 1 and "needs --metrics" in missing.stderr
+    for bad in (float("nan"), float("-inf"), "12"):
+        m = json.loads(evaluations[1].read_text())
+        m["frechet_distance"] = bad
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(m))
+        proc = run_cli("register", "--generator", str(two_models[1]), "--metrics", str(path),
+                       "--set", "registry.model_name=drums-mismatch", env=env, check=False)
+        assert proc.returncode == 1 and ("only finite metrics" in proc.stderr or "not a number" in proc.stderr)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_registered_model("drums-mismatch")
+
+
+def collapsed_copy(generator: Path, dest: Path) -> Path:
+    """The same file with every generator weight zeroed: one spectrogram for every z (mode collapse)."""
+    import torch
+
+    payload = torch.load(generator, weights_only=True)
+    payload["state_dict"] = {k: torch.zeros_like(v) for k, v in payload["state_dict"].items()}
+    dest.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, dest / "generator.pt")
+    return dest / "generator.pt"
+
+
+def test_gate_refuses_collapsed_and_memorizing_models_whatever_their_distance(
+        two_models, evaluations, kit_dir, tmp_path, params, env):
+    from specgan.evaluate import evaluate_audio, load_real
+    from specgan.hashing import file_sha256
+
+    name = ["--set", "registry.model_name=drums-gate"]
+    run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *name, env=env)
+    run_cli("promote", *name, *NO_RULES, env=env)
+    champion_fd = json.loads(evaluations[0].read_text())["frechet_distance"]
+
+    collapsed = collapsed_copy(two_models[0], tmp_path / "collapsed")
+    m = json.loads(evaluate(collapsed, kit_dir, env).read_text())
+    assert m["collapse_flag"] == 1
+    run_cli("register", "--generator", str(collapsed), "--metrics", str(collapsed.parent / "evaluate.json"),
+            *name, env=env)
+    wins = "min" if m["frechet_distance"] < champion_fd else "max"  # the mode under which its distance wins
+    refused = run_cli("promote", *name, "--set", f"registry.gate_mode={wins}", "--force", env=env, check=False)
+    assert refused.returncode == 1 and "mode collapse" in refused.stderr
+
+    # A memorizing generator: its evaluation scores the training clips themselves.
+    train = load_real(kit_dir, "train", params.features)
+    held = load_real(kit_dir, "test", params.features)
+    mem = evaluate_audio(train.audio, held, train, params.evaluate, 16000)
+    assert mem["memorization_flag"] == 1
+    mem.update(generator_sha256=file_sha256(two_models[1]), run_id="")
+    (tmp_path / "mem.json").write_text(json.dumps(mem))
+    run_cli("register", "--generator", str(two_models[1]), "--metrics", str(tmp_path / "mem.json"), *name, env=env)
+    wins = "min" if mem["frechet_distance"] < champion_fd else "max"
+    refused = run_cli("promote", *name, "--set", f"registry.gate_mode={wins}", "--set",
+                      "registry.refuse_collapse=false", "--set", "registry.min_class_share=0.0", env=env, check=False)
+    assert refused.returncode == 1 and "memorization" in refused.stderr
+    champ = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias("drums-gate", "champion")
+    assert champ.version == "1"
+
+
+def test_concurrent_promotes_never_both_succeed(two_models, evaluations, env):
+    name = ["--set", "registry.model_name=drums-race", *NO_RULES]
+    for _ in range(2):  # two versions with equal metrics: whichever is promoted first, the other cannot beat it
+        run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *name, env=env)
+    procs = [subprocess.Popen([str(BIN / "specgan"), "promote", "--version", v, *name], env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for v in ("1", "2")]
+    results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _, _ in results) == [0, 1], results
+    assert sum("is now champion" in out for _, out, _ in results) == 1

@@ -102,9 +102,10 @@ def test_run_against_a_real_mlflow_server(prepared, tmp_path, mlflow_server):
     assert run.data.params["train.batch_size"] == "8" and run.data.params["model.model_dim"] == "4"
     assert run.data.tags["data_version"] is not None and len(run.data.tags["git_commit"]) > 0
     iters = int(run.data.params["train.iterations_per_epoch"]) * 2
-    history = client.get_metric_history(run.info.run_id, "d_loss")
+    history = client.get_metric_history(run.info.run_id, "loss/d")
     assert [m.step for m in history] == list(range(2, iters + 1, 2))
-    for name in ("g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "iterations_per_s", "samples_per_s"):
+    for name in ("loss/g", "d_output/real", "d_output/fake", "grad_norm/d", "grad_norm/g", "speed/iterations_per_s",
+                 "speed/samples_per_s"):
         assert name in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert arts == {"model/generator.pt", "model/stats.json"}
