@@ -66,12 +66,12 @@ def load_real(data_dir: str | Path, split: str, cfg: FeaturesConfig, min_clips: 
         seen.add(key)
         clips.append(clip)
         names.append(labels.get(rel, ""))
-    if dupes:
-        log.warning("split %r under %s: %d duplicate clips skipped", split, data_dir, dupes)
     if len(clips) < min_clips:
         raise EvaluateError(f"split {split!r} under {data_dir} has {len(clips)} distinct usable clips "
                             f"({dupes} duplicates skipped); the evaluation needs at least {min_clips} "
                             "(evaluate.min_heldout): is --data the dataset the model was trained on?")
+    if dupes:
+        log.warning("split %r under %s: %d duplicate clips skipped", split, data_dir, dupes)
     return RealSet(np.stack(clips), names)
 
 

@@ -124,12 +124,14 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
     nometric = run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *GATE,
                        "--set", "registry.gate_metric=missing_metric", env=env, check=False)
     assert nometric.returncode == 1 and "missing or not a number" in nometric.stderr
-    never = run_cli("promote", *GATE, "--set", "registry.gate_metric=missing_metric", "--force", env=env, check=False)
+    never = run_cli("promote", "--version", "1", *GATE, "--set", "registry.gate_metric=missing_metric", "--force",
+                    env=env, check=False)
     assert never.returncode == 1 and "never promoted" in never.stderr
 
     # The training outputs are gone: the registered model alone makes audio, in a fresh process.
+    aside = tmp_path / "aside"
     for gen in two_models:
-        shutil.rmtree(gen.parent)
+        shutil.move(gen.parent, aside / gen.parent.name)
     code = ("import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/drums-test@champion'); "
             "a = m.predict(pd.DataFrame({'seed': [5, 6]})); print(a.shape, a.dtype, float(abs(a).max()))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
@@ -160,6 +162,8 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
     finally:
         server.terminate()
         server.wait(30)
+    for gen in two_models:  # back, for the tests that follow
+        shutil.move(aside / gen.parent.name, gen.parent)
 
 
 def test_register_takes_metrics_only_from_an_evaluation_of_that_file(two_models, evaluations, tmp_path, env):
