@@ -35,6 +35,8 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="specgan-quality-"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work}/mlflow.db")
 
+    import torch
+
     from specgan.config import load_params
     from specgan.download import download
     from specgan.evaluate import run_evaluate
@@ -42,8 +44,6 @@ def main() -> None:
     from specgan.stats import run_stats
     from specgan.synth_kit import make_kit
     from specgan.train import train
-
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

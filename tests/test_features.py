@@ -54,6 +54,10 @@ def parity_dir(tmp_path_factory) -> Path:
     sf.write(d / "e_44k.wav", (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 1500 * t)) * np.exp(-t / 0.3),
              44100, subtype="FLOAT")
     sf.write(d / "f_pcm16.flac", 0.5 * _hit(16000, 16000, 6) / 2, 16000, subtype="PCM_16")
+    # Quiet 16 kHz clips in every format the kits use: float32 preparation missed 1e-4 on these.
+    for i, (ext, subtype) in enumerate((("wav", "PCM_24"), ("aiff", "PCM_16"), ("wav", "PCM_U8"),
+                                        ("wav", "DOUBLE"), ("flac", "PCM_24"))):
+        sf.write(d / f"g_quiet_{i}.{ext}", 0.05 * _hit(9000 + 1111 * i, 16000, 10 + i) / 2, 16000, subtype=subtype)
     return d
 
 
@@ -61,7 +65,7 @@ def test_features_match_independent_numpy_reference(parity_dir, tmp_path, params
     run_features(parity_dir, tmp_path / "f", params.features, "all", workers=1)
     feats = load_features(tmp_path / "f")
     rows = load_manifest(tmp_path / "f")
-    assert feats.shape == (6, 129, 128) and feats.dtype == np.float32
+    assert feats.shape == (11, 129, 128) and feats.dtype == np.float32
     for i, row in enumerate(rows):
         ref = reference_features(parity_dir / row["path"])
         err = np.abs(feats[i] - ref)
@@ -80,7 +84,7 @@ def test_stats_are_population_mean_and_std(parity_dir, tmp_path, params):
     feats = load_features(tmp_path / "f").astype(np.float64)
     np.testing.assert_allclose(stats.mean, feats.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(stats.std, feats.std(axis=(0, 2), ddof=0), rtol=1e-9)
-    assert (stats.frames, stats.clips) == (6 * 128, 6)
+    assert (stats.frames, stats.clips) == (11 * 128, 11)
     assert NormStats.load(tmp_path / "stats.json").to_dict() == stats.to_dict()
 
 
@@ -129,6 +133,22 @@ def bad_dir(tmp_path_factory) -> Path:
     sf.write(d / "hires_stereo.wav", np.stack([_hit(96000, 96000, 1)] * 2, 1), 96000, subtype="PCM_24")
     sf.write(d / "ten_minutes.wav", np.tile(good, 600).astype(np.float32), 16000, subtype="PCM_16")
     return d
+
+
+def test_awkward_real_lengths_are_never_called_truncated(tmp_path):
+    """Frame counts whose duration does not round-trip through floats (7759 / 44100 * 44100 > 7759)."""
+    data = tmp_path / "d"
+    data.mkdir()
+    cases = [(7759, 44100), (16007, 16000), (4004, 22050), (4001, 48000), (7759, 96000)]
+    for n, sr in cases:
+        assert sr * (n / sr) != n  # the rounding that used to reject them
+        sf.write(data / f"hit_{n}_{sr}.wav", _hit(n, sr, n), sr, subtype="PCM_16")
+    sf.write(data / "hit_16007.aiff", _hit(16007, 16000, 1), 16000, subtype="PCM_16")
+    proc = run_cli("features", "--data", str(data), "--out", str(tmp_path / "f"), "--split", "all")
+    assert proc.returncode == 0
+    assert read_summary(tmp_path / "f")["clips"] == len(cases) + 1
+    assert not (tmp_path / "f" / "rejects.csv").exists() or len(
+        (tmp_path / "f" / "rejects.csv").read_text().splitlines()) <= 1
 
 
 def test_bad_files_are_rejected_with_reasons_and_never_stop_the_stage(bad_dir, tmp_path, params):
