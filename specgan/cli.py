@@ -137,11 +137,10 @@ def cmd_kfp(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:
-    import yaml
-
+    from specgan.config import plain_scalar
     from specgan.demo import run_demo
 
-    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set or ())}
+    overrides = {k: plain_scalar(v) for k, v in (kv.split("=", 1) for kv in args.set or ())}
     r = run_demo(args.workdir, overrides)
     ui = (f"mlflow ui --backend-store-uri {r['tracking_uri']}" if r["tracking_uri"].startswith("sqlite")
           else f"open {r['tracking_uri']}")
@@ -159,6 +158,18 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
           f"  gate:     {'PASSES' if r['promoted'] else 'REFUSED'}: {r['verdict']}")
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("specgan")
+    except PackageNotFoundError:
+        from specgan import __version__
+
+        return __version__
+
+
 def _pick(value, default):
     return default if value is None else value
 
@@ -173,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests that check the README's commands)."""
     parser = argparse.ArgumentParser(prog="specgan", description="SpecGAN drum synthesis pipeline")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"specgan {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sp = sub.add_parser("download", help="fetch and safely extract the dataset")

@@ -254,14 +254,38 @@ def set_key(raw: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
+_INT = re.compile(r"[-+]?[0-9]+")
+_FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.IGNORECASE)
+
+
+def plain_scalar(text: str) -> Any:
+    """A ``--set`` value as a plain scalar: decimal int, decimal float, true/false, else the text itself
+    (no YAML tags, aliases or 1.1 surprises such as ``on`` = true or ``0x2`` = 2)."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return {"true": True, "false": False}.get(text, text)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """yaml.safe_load without aliases: a few bytes of nested aliases can expand to gigabytes."""
     import yaml  # imported here so GPU scripts can use the config classes without PyYAML
 
+    try:
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise ConfigError(f"{where}: YAML aliases (*name) are not allowed in params")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
         key, text = item.split("=", 1)
-        set_key(raw, key, yaml.safe_load(text))
+        set_key(raw, key, plain_scalar(text))
     return raw
 
 
@@ -273,15 +297,12 @@ def params_from_dict(raw: Any, overrides: typing.Iterable[str] = ()) -> Params:
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: typing.Iterable[str] = ()) -> Params:
     """Load and validate params.yaml; errors are one line naming the key."""
-    import yaml
-
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = safe_yaml(text, str(path))
     try:
         return params_from_dict(raw, overrides)
     except ConfigError as exc:

@@ -68,3 +68,40 @@ def test_every_subcommand_has_help():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name in sub.choices:
         assert run_cli(name, "--help").stdout.startswith(f"usage: specgan {name}")
+
+
+def test_params_refuse_nan_infinity_and_yaml_aliases(tmp_path):
+    for value in ("nan", "inf", "-inf"):
+        with pytest.raises(ConfigError, match="train.dcgan.lr: must be a finite number"):
+            load_params(ROOT / "params.yaml", [f"train.dcgan.lr={value}"])
+    with pytest.raises(ConfigError, match="registry.gate_margin: must be a finite number"):
+        load_params(ROOT / "params.yaml", ["registry.gate_margin=NaN"])
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+           "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    (tmp_path / "params.yaml").write_text(bomb)
+    proc = run_cli("stats", "--features", "f", "--out", "s.json", "--params", str(tmp_path / "params.yaml"),
+                   check=False)
+    assert proc.returncode == 1 and "YAML aliases (*name) are not allowed" in proc.stderr
+
+
+def test_set_values_are_plain_scalars():
+    p = load_params(ROOT / "params.yaml", ["registry.model_name=on", "data.source=0x2", "train.dcgan.lr=1e-4"])
+    assert p.registry.model_name == "on" and p.data.source == "0x2" and p.train.dcgan.lr == 1e-4
+    with pytest.raises(ConfigError, match="train.compile: expected bool, got str 'on'"):
+        load_params(ROOT / "params.yaml", ["train.compile=on"])
+    with pytest.raises(ConfigError, match="train.epochs: expected int"):
+        load_params(ROOT / "params.yaml", ["train.epochs=!!python/object:os.system"])
+
+
+def test_version_and_output_permissions_follow_the_umask(tmp_path, kit_dir):
+    proc = run_cli("--version")
+    assert proc.stdout.startswith("specgan ") and proc.stdout.split()[1][0].isdigit()
+    import os
+
+    old = os.umask(0o027)  # the child inherits it
+    try:
+        run_cli("features", "--data", str(kit_dir), "--out", str(tmp_path / "f"), "--split", "all")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "f" / "summary.json").stat().st_mode & 0o777 == 0o640
