@@ -44,25 +44,28 @@ def load_model(ref: str):
 
 
 def apply_reverb(audio: np.ndarray, sample_rate: int, reverb: Reverb) -> np.ndarray:
-    """pedalboard's reverb on each clip, with a tail of one second; peak-normalized."""
+    """pedalboard's reverb on each clip separately (a [N, samples] batch is not N channels of one sound),
+    its state reset between clips so nothing bleeds across, with a one-second tail; peak-normalized."""
     from pedalboard import Pedalboard
     from pedalboard import Reverb as PbReverb
 
     board = Pedalboard([PbReverb(room_size=reverb.room_size, damping=reverb.damping, wet_level=reverb.wet_level,
                                  dry_level=1.0 - reverb.wet_level / 2)])
-    tail = np.zeros((audio.shape[0], sample_rate), dtype=np.float32)
-    wet = board(np.concatenate([audio, tail], axis=1).astype(np.float32), sample_rate)
-    return _peak_normalize(wet)
+    tail = np.zeros(sample_rate, dtype=np.float32)
+    wet = [board(np.concatenate([clip, tail]).astype(np.float32)[None], sample_rate, reset=True)[0]
+           for clip in audio]
+    return _peak_normalize(np.stack(wet))
 
 
 def sequence(audio: np.ndarray, sample_rate: int, tempo_bpm: float) -> np.ndarray:
-    """Lay the clips out one per beat in a single loop (mixed, peak-normalized)."""
+    """Lay the clips out one per beat in a single loop (mixed, peak-normalized): whole beats, and the last
+    clip's tail kept when it rings past them."""
     step = int(round(60.0 / tempo_bpm * sample_rate))
     n, length = audio.shape
-    loop = np.zeros(step * n + length, dtype=np.float32)
+    loop = np.zeros(max(step * n, step * (n - 1) + length), dtype=np.float32)
     for i, clip in enumerate(audio):
         loop[i * step:i * step + length] += clip
-    return _peak_normalize(loop[None])[0][: max(step * n, length)]
+    return _peak_normalize(loop[None])[0]
 
 
 def _peak_normalize(x: np.ndarray) -> np.ndarray:
