@@ -139,6 +139,7 @@ def build_pipeline(params: Params, cluster: Cluster):
     return specgan_pipeline
 
 
-def pipeline_from_files(params_path: str | Path = ROOT / "params.yaml", cluster_path: str | Path = DEFAULT_CLUSTER):
-    """Build the pipeline from params.yaml and cluster.yaml."""
-    return build_pipeline(load_params(params_path), Cluster.load(cluster_path))
+def pipeline_from_files(params_path: str | Path = ROOT / "params.yaml", cluster_path: str | Path = DEFAULT_CLUSTER,
+                        overrides: tuple[str, ...] = ()):
+    """Build the pipeline from params.yaml (with ``--set`` overrides) and cluster.yaml."""
+    return build_pipeline(load_params(params_path, overrides), Cluster.load(cluster_path))

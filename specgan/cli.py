@@ -123,17 +123,20 @@ def cmd_kfp(args: argparse.Namespace, p: Params) -> None:
         from pipeline.run import compile_pipeline, run_local, submit
     except ImportError as exc:  # the pipeline/ and components/ packages ship beside specgan
         raise SpecganError(f"the Kubeflow pipeline is not importable here ({exc})") from None
-    arguments = dict(kv.split("=", 1) for kv in args.arg or ())
+    from specgan.pipeline_params import typed_arguments
+
+    arguments = typed_arguments(args.arg or (), p.to_dict())
+    overrides = tuple(args.set or ())
     if args.action == "compile":
-        print(f"pipeline written to {compile_pipeline(args.out, args.params, args.cluster)}")
+        print(f"pipeline written to {compile_pipeline(args.out, args.params, args.cluster, overrides)}")
     elif args.local:
-        version = run_local(args.workdir, args.params, args.cluster, arguments)
+        version = run_local(args.workdir, args.params, args.cluster, arguments, overrides)
         print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger; "
               f"artifacts under {args.workdir}")
     else:
         if not args.host:
             raise SpecganError("kfp run needs --host URL (a Kubeflow Pipelines endpoint) or --local")
-        print(f"submitted run {submit(args.host, args.experiment, args.params, args.cluster, arguments)}")
+        print(f"submitted run {submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides)}")
 
 
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:

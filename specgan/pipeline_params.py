@@ -51,3 +51,29 @@ def resolve(params_yaml: str, values: dict[str, typing.Any]) -> str:
         set_key(raw, EXPOSED[name], value)
     params_from_dict(raw)  # one-line error naming the key if a value is wrong
     return yaml.safe_dump(raw, sort_keys=False)
+
+
+def typed_arguments(pairs: typing.Iterable[str], params: dict) -> dict[str, typing.Any]:
+    """``NAME=VALUE`` run arguments typed from the pipeline's signature (each exposed parameter has the type
+    of its params.yaml value); an unknown name or a value of the wrong type is a one-line ConfigError."""
+    from specgan.config import ConfigError, plain_scalar
+
+    out: dict[str, typing.Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--arg {pair!r}: expected NAME=VALUE")
+        if name == "params_yaml":
+            out[name] = text
+            continue
+        if name not in EXPOSED:
+            raise ConfigError(f"--arg {name}: not a pipeline parameter (known: {', '.join(sorted(EXPOSED))}, "
+                              "params_yaml)")
+        kind = type(lookup(params, EXPOSED[name]))
+        value = text if kind is str else plain_scalar(text)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not kind:
+            raise ConfigError(f"--arg {name}: expected {kind.__name__}, got {text!r}")
+        out[name] = value
+    return out

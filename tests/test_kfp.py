@@ -44,6 +44,31 @@ def test_compiled_yaml_loads_and_defaults_equal_params(compiled, params):
     assert json.loads(inputs["params_yaml"]["defaultValue"]) == p
 
 
+def test_compile_set_changes_the_compiled_defaults(tmp_path):
+    out = tmp_path / "p.yaml"
+    run_cli("kfp", "compile", "--out", str(out), "--set", "train.epochs=5", "--set", "render.griffin_lim_iters=60",
+            cwd=ROOT)
+    inputs = yaml.safe_load(out.read_text().split("\n---\n")[0])["root"]["inputDefinitions"]["parameters"]
+    assert inputs["train_epochs"]["defaultValue"] == 5
+    assert json.loads(inputs["params_yaml"]["defaultValue"])["render"]["griffin_lim_iters"] == 60
+
+
+@pytest.mark.parametrize("arg,message", [("train_epochs=five", "--arg train_epochs: expected int, got 'five'"),
+                                         ("no_such=1", "--arg no_such: not a pipeline parameter"),
+                                         ("train_epochs", "expected NAME=VALUE")])
+def test_bad_run_arguments_are_one_line(arg, message, tmp_path):
+    proc = run_cli("kfp", "run", "--local", "--workdir", str(tmp_path), "--arg", arg, cwd=ROOT, check=False)
+    assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_run_arguments_are_typed_from_the_signature(params):
+    from specgan.pipeline_params import typed_arguments
+
+    typed = typed_arguments(["train_epochs=5", "data_source=/x", "model_dim=8", "registry_model_name=123"],
+                            params.to_dict())
+    assert typed == {"train_epochs": 5, "data_source": "/x", "model_dim": 8, "registry_model_name": "123"}
+
+
 def test_train_task_is_a_gpu_task_and_shards_fan_out(compiled):
     _, d = compiled
     executors = d["spec"]["deploymentSpec"]["executors"]
