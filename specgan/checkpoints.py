@@ -43,3 +43,28 @@ def save_checkpoint(folder: str | Path, epoch: int, payload: dict, keep: int) ->
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
     """Load safely (tensors and plain containers only)."""
     return torch.load(path, map_location=device, weights_only=True)
+
+
+TEMP = re.compile(r"^\.ckpt-e\d{6}\.pt\..*\.tmp$")  # atomic_path's temporaries of save_checkpoint
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete half-written checkpoint temporaries a killed run left (only names this module writes)."""
+    folder = Path(folder)
+    stale = [p for p in folder.iterdir() if TEMP.match(p.name)] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def newest_loadable(folder: str | Path, device: torch.device | str = "cpu") -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads, skipping (and reporting) truncated or corrupt newer ones."""
+    import logging
+
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load_checkpoint(path, device)
+        except Exception as exc:  # noqa: BLE001 -- any unreadable file: fall back to the previous one
+            logging.getLogger(__name__).warning("checkpoint %s is unreadable (%s): trying the previous one",
+                                                path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return None, None

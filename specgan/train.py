@@ -18,7 +18,13 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from specgan.atomic import atomic_path, write_json
-from specgan.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from specgan.checkpoints import (
+    list_checkpoints,
+    load_checkpoint,
+    newest_loadable,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from specgan.config import Params
 from specgan.data import normalize
 from specgan.errors import TrainError
@@ -146,10 +152,21 @@ class Trainer:
         self._resume(resume, fresh)
 
     def _resume(self, resume: str | None, fresh: bool) -> None:
-        path = Path(resume) if resume else (None if fresh else latest_checkpoint(self.ckpt_dir))
-        if path is not None and not path.exists():
-            raise TrainError(f"checkpoint not found: {path}")
-        ckpt = load_checkpoint(path, self.device) if path else None
+        if self.dist.main:
+            for stale in remove_stale_temporaries(self.ckpt_dir):
+                log.warning("removed %s, left half-written by an interrupted run", stale)
+        if resume:
+            path = Path(resume)
+            if not path.exists():
+                raise TrainError(f"checkpoint not found: {path}")
+            try:
+                ckpt = load_checkpoint(path, self.device)
+            except Exception as exc:  # noqa: BLE001
+                raise TrainError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
+        elif fresh:
+            path, ckpt = None, None
+        else:
+            path, ckpt = newest_loadable(self.ckpt_dir, self.device)
         if ckpt is not None and ckpt.get("fingerprint") != self.fp:
             if resume:
                 raise TrainError(f"{path} was trained with other model/train params or data; "

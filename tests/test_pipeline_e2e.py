@@ -79,6 +79,7 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     proc = run_cli("demo", "--workdir", str(work), *sets, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
     assert f"gallery:  {work}/outputs/render/index.html" in proc.stdout
     assert "drums-demo version 1 (@challenger, promoted to @champion)" in proc.stdout
+    assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
     assert (work / "outputs" / "render" / "index.html").exists()
     client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")

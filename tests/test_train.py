@@ -69,6 +69,23 @@ def test_longer_epochs_extend_and_changed_params_start_fresh(prepared, tmp_path)
     assert bad.returncode == 1 and "checkpoint not found" in bad.stderr
 
 
+def test_corrupt_newest_checkpoint_falls_back_and_temporaries_are_cleaned(prepared, tmp_path):
+    env, out = sqlite_env(tmp_path), tmp_path / "run"
+    run_cli(*train_args(prepared, out, 2), env=env)
+    ckpts = out / "checkpoints"
+    newest = list_checkpoints(ckpts)[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])  # cut short, as a full disk or a kill would
+    stray = ckpts / ".ckpt-e000003.pt.abc123.tmp"  # what a run killed while saving leaves
+    stray.write_bytes(b"partial")
+    proc = run_cli(*train_args(prepared, out, 3), env=env)
+    assert f"checkpoint {newest} is unreadable" in proc.stderr and "resuming from" in proc.stderr
+    assert "ckpt-e000001.pt (epoch 1" in proc.stderr and not stray.exists()
+    assert load_checkpoint(list_checkpoints(ckpts)[-1])["state"]["epoch"] == 3
+    (tmp_path / "cut.pt").write_bytes(newest.read_bytes()[:1000])
+    bad = run_cli(*train_args(prepared, out, 3, "--resume", str(tmp_path / "cut.pt")), env=env, check=False)
+    assert bad.returncode == 1 and "is unreadable" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_non_finite_loss_stops_with_a_clear_error(prepared, tmp_path):
     proc = run_cli(*train_args(prepared, tmp_path / "nan", 2, "--set", "train.recipe=wgan_gp",
                                "--set", "train.wgan_gp.gp_weight=1.0e+39"), env=sqlite_env(tmp_path), check=False)
