@@ -1,7 +1,8 @@
-"""Audio file discovery and decoding (soundfile), shared by download, features and tests."""
+"""Audio file discovery and the label manifest, shared by download, features, evaluate and tests."""
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -35,3 +36,15 @@ def list_audio(root: str | Path, split: str = "all") -> list[str]:
             continue
         rels.extend("/".join((*parts, n)) for n in names if is_audio_name(n))
     return sorted(rels)
+
+
+def read_labels(data_dir: str | Path) -> dict[str, str]:
+    """Map each labelled clip's path (relative to ``data_dir``) to its class, from every ``labels.csv``."""
+    data_dir = Path(data_dir)
+    labels: dict[str, str] = {}
+    for manifest in sorted(data_dir.rglob(LABEL_MANIFEST)):
+        base = manifest.parent.relative_to(data_dir)
+        with open(manifest, newline="") as fh:
+            for row in csv.DictReader(fh):
+                labels[(base / row["path"]).as_posix()] = row["label"]
+    return labels

@@ -27,13 +27,12 @@ import torch
 import torchaudio
 
 from specgan.atomic import write_json
-from specgan.audio import list_audio
+from specgan.audio import list_audio, read_labels
 from specgan.config import EvaluateConfig, FeaturesConfig, RenderConfig
 from specgan.errors import SpecganError
 from specgan.hashing import file_sha256
 from specgan.metric_values import numeric_metrics
 from specgan.spectral import RejectedClip, load_clip
-from specgan.synth_kit import read_labels
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +237,7 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
 def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
                  train_split: str, log_to_mlflow: bool = True, render: RenderConfig | None = None) -> dict:
     """Generate ``n_generated`` clips through the render path and write the metrics JSON (and to MLflow)."""
-    from specgan.render import sample_seeds
-    from specgan.synthesis import DrumGenerator
+    from specgan.synthesis import DrumGenerator, sample_seeds
 
     gen = DrumGenerator.load(generator_path)
     if render is not None:  # params' render settings at the time of use, not the copy saved in the file

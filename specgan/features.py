@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from specgan.atomic import atomic_dir, atomic_path, write_json
-from specgan.audio import list_audio
+from specgan.audio import list_audio, read_labels
 from specgan.config import FeaturesConfig
 from specgan.errors import FeaturesError
 from specgan.running_stats import RunningStats
+from specgan.shards import load_features, shard_stems  # noqa: F401 -- load_features: the folder's reader
 from specgan.spectral import RejectedClip, load_clip, log_spectrogram
-from specgan.synth_kit import read_labels
 
 CHUNK_CLIPS = 128
 MANIFEST_FIELDS = ["index", "path", "sha256", "sample_rate", "channels", "duration_s", "label"]
@@ -198,20 +198,6 @@ def gather_shards(shard_dirs: list[str | Path], out_dir: str | Path, split: str,
         n_files = sum(r.n_clips + len(r.rejects) for r in results)
         summary = merge_summary(tmp, results, n_files, split, seconds)
     return summary
-
-
-def shard_stems(features_dir: str | Path) -> list[Path]:
-    """The shards of a features folder, in order."""
-    stems = sorted(p.with_suffix("") for p in Path(features_dir).glob("shard-*-of-*.npy"))
-    if not stems:
-        raise FeaturesError(f"no feature shards in {features_dir}")
-    return stems
-
-
-def load_features(features_dir: str | Path) -> np.ndarray:
-    """All shards concatenated in order (memory-mapped shards, one copy in memory)."""
-    arrays = [np.load(stem.with_suffix(".npy"), mmap_mode="r") for stem in shard_stems(features_dir)]
-    return np.concatenate(arrays, axis=0)
 
 
 def load_manifest(features_dir: str | Path) -> list[dict]:

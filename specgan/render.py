@@ -17,14 +17,9 @@ from specgan.atomic import atomic_dir, atomic_path, write_json
 from specgan.config import EvaluateConfig, RenderConfig
 from specgan.data import to_db
 from specgan.plots import spectrogram_grid, waveforms_and_spectrograms
-from specgan.synthesis import DrumGenerator
+from specgan.synthesis import DrumGenerator, sample_seeds
 
 GALLERY = "index.html"
-
-
-def sample_seeds(base_seed: int, n: int) -> list[int]:
-    """The seeds of a render: consecutive from ``render.seed``, so sample i is reproducible alone."""
-    return [base_seed + i for i in range(n)]
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:

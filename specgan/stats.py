@@ -58,7 +58,7 @@ def merge_stats(stats_files: Iterable[str | Path], n_frames: int, data_version: 
 
 def run_stats(features_dir: str | Path, out_path: str | Path, n_frames: int, data_version: str = "") -> NormStats:
     """Merge the stats of every shard in ``features_dir`` and write ``out_path`` (JSON)."""
-    from specgan.features import shard_stems
+    from specgan.shards import shard_stems
 
     files = [stem.with_suffix(".stats.npz") for stem in shard_stems(features_dir)]
     stats = merge_stats(files, n_frames, data_version)

@@ -179,15 +179,3 @@ def _write(out: Path, files: dict[str, bytes]) -> None:
             dest = out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-
-
-def read_labels(data_dir: str | Path) -> dict[str, str]:
-    """Map each labelled clip's path (relative to ``data_dir``) to its class, from every ``labels.csv``."""
-    data_dir = Path(data_dir)
-    labels: dict[str, str] = {}
-    for manifest in sorted(data_dir.rglob(MANIFEST)):
-        base = manifest.parent.relative_to(data_dir)
-        with open(manifest, newline="") as fh:
-            for row in csv.DictReader(fh):
-                labels[(base / row["path"]).as_posix()] = row["label"]
-    return labels

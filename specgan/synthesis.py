@@ -17,6 +17,11 @@ from specgan.models import Generator
 from specgan.stats import NormStats
 
 
+def sample_seeds(base_seed: int, n: int) -> list[int]:
+    """The seeds of a render: consecutive from ``render.seed``, so sample i is reproducible alone."""
+    return [base_seed + i for i in range(n)]
+
+
 @lru_cache(maxsize=8)
 def _griffin_lim(n_fft: int, win_length: int, hop_length: int, n_iter: int, momentum: float) -> torch.nn.Module:
     # Zero initial phase (rand_init=False), as MATLAB's stftmag2sig does: the result is deterministic.

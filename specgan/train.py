@@ -28,8 +28,8 @@ from specgan.checkpoints import (
 from specgan.config import Params
 from specgan.data import normalize
 from specgan.errors import TrainError
-from specgan.features import load_features
 from specgan.gan import GanState, GanStep, StepOutput, fast_step, grad_norm
+from specgan.shards import load_features
 from specgan.stats import NormStats
 
 log = logging.getLogger(__name__)
