@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from specgan.config import ConfigError, Params, load_params
+from specgan.config import ConfigError, Params, load_params, params_from_dict
 from specgan.errors import SpecganError
 
 
@@ -110,11 +110,15 @@ def cmd_promote(args: argparse.Namespace, p: Params) -> None:
 def cmd_synthesize(args: argparse.Namespace, p: Params) -> None:
     from specgan.synthesize import Reverb, synthesize
 
-    s = p.synthesize
-    reverb = Reverb(_pick(args.room_size, s.reverb_room_size), _pick(args.damping, s.reverb_damping),
-                    _pick(args.wet_level, s.reverb_wet_level)) if args.reverb else None
-    files = synthesize(args.model, args.out, s, count=args.count, seed=args.seed, reverb=reverb,
-                       loop=args.sequence, tempo_bpm=args.tempo)
+    # The command-line values go through params validation (ranges, finiteness): one line naming the key.
+    given = {"count": args.count, "seed": args.seed, "tempo_bpm": args.tempo, "reverb_room_size": args.room_size,
+             "reverb_damping": args.damping, "reverb_wet_level": args.wet_level}
+    raw = p.to_dict()
+    raw["synthesize"].update({k: v for k, v in given.items() if v is not None})
+    s = params_from_dict(raw).synthesize
+    reverb = Reverb(s.reverb_room_size, s.reverb_damping, s.reverb_wet_level) if args.reverb else None
+    files = synthesize(args.model, args.out, s, count=s.count, seed=s.seed, reverb=reverb,
+                       loop=args.sequence, tempo_bpm=s.tempo_bpm)
     print(f"{len(files)} files in {args.out}" + (" (with loop.wav)" if args.sequence else ""))
 
 
@@ -171,10 +175,6 @@ def _version() -> str:
         from specgan import __version__
 
         return __version__
-
-
-def _pick(value, default):
-    return default if value is None else value
 
 
 def _add_common(sp: argparse.ArgumentParser) -> None:

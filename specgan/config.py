@@ -90,6 +90,7 @@ class OptimConfig:
     d_steps: int = _f(1, 100)
     gp_weight: float = _f(0)
     r1_weight: float = _f(0)  # stabilizer, not in SPEC.md: R1 penalty gamma (Mescheder et al. 2018); 0 = off
+    r1_every: int = _f(1, 64)  # lazy R1 (Karras et al. 2020): the penalty every k-th D update, weighted k
     d_lr_scale: float = _f(0, 100, lo_open=True)  # D learning rate = lr x this (TTUR, Heusel et al. 2017); 1 = SPEC
 
 
@@ -153,7 +154,7 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class SynthesizeConfig:
-    count: int = _f(1, 10000)
+    count: int = _f(1, 256)  # the largest batch synthesize makes at once (memory grows with it)
     seed: int = _f(0)
     tempo_bpm: float = _f(1, 1000)
     reverb_room_size: float = _f(0, 1)

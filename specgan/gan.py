@@ -77,7 +77,7 @@ class GanStep:
         self.d_frozen = state.D if d_frozen is None else d_frozen
         self.wgan = train.recipe == "wgan_gp"
         self.gp_weight = train.optim.gp_weight
-        self.r1_weight = train.optim.r1_weight
+        self.r1_weight, self.r1_every = train.optim.r1_weight, train.optim.r1_every
         device_type = next(state.G.parameters()).device.type
         self.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if autocast else nullcontext
 
@@ -85,11 +85,14 @@ class GanStep:
         """Latent vectors uniform on [-1, 1]."""
         return torch.rand(n, self.latent, generator=gen, device=device) * 2 - 1
 
-    def d_update(self, real: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def d_update(self, real: torch.Tensor, gen: torch.Generator,
+                 index: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, dev = real.shape[0], real.device
         with torch.no_grad(), self.autocast():
             fake = self.s.G(self.z(n, gen, dev)).to(real.dtype)
-        if self.r1_weight:
+        # Lazy R1 on D updates number 0, k, 2k, ... (counted from the saved iteration: resume is exact).
+        r1 = bool(self.r1_weight) and index % self.r1_every == 0
+        if r1:
             real = real.detach().requires_grad_(True)
         with self.autocast():
             scores = self.d_net(torch.cat([real, fake])).float()  # one forward: real and fake together
@@ -100,8 +103,8 @@ class GanStep:
                 loss = loss + self.gp_weight * losses.gradient_penalty(self.d_net, real, fake, alpha).float()
             else:
                 loss = losses.dcgan_d_loss(real_s, fake_s)
-            if self.r1_weight:
-                loss = loss + self.r1_weight / 2 * losses.r1_penalty(real_s, real).float()
+            if r1:
+                loss = loss + self.r1_weight * self.r1_every / 2 * losses.r1_penalty(real_s, real).float()
         self.s.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.grad_sync(self.s.D)
@@ -123,8 +126,8 @@ class GanStep:
         return loss.detach()
 
     def __call__(self, real_batches: list[torch.Tensor], gen: torch.Generator) -> StepOutput:
-        for real in real_batches:
-            d_loss, real_s, fake_s = self.d_update(real, gen)
+        for k, real in enumerate(real_batches):
+            d_loss, real_s, fake_s = self.d_update(real, gen, self.s.iteration * len(real_batches) + k)
         g_loss = self.g_update(real_batches[0].shape[0], gen, real_batches[0].device)
         self.s.iteration += 1
         if not self.wgan:

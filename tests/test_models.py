@@ -78,3 +78,34 @@ def test_one_iteration_changes_both_networks(params, recipe):
     assert all(not torch.equal(a, b) for a, b in zip(g0, state.G.parameters(), strict=True))
     assert all(not torch.equal(a, state.D.get_parameter(n)) for a, n in zip(d0, d_names, strict=True))
     assert all(p.requires_grad for p in state.D.parameters())
+
+
+def _d_loss(params, index: int = 0, **optim) -> float:
+    model = replace(params.model, model_dim=4, minibatch_std=optim.pop("mbstd", 0),
+                    spectral_norm=optim.pop("sn", False))
+    train = replace(params.train, batch_size=4, dcgan=replace(params.train.dcgan, **optim))
+    state = GanState.create(model, train, torch.device("cpu"))
+    real = torch.rand(4, 1, 128, 128, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    loss, _, _ = GanStep(state, train, model.latent_dim).d_update(real, torch.Generator().manual_seed(0), index)
+    return float(loss)
+
+
+def test_each_stabilizer_changes_the_discriminator_step(params):
+    base = _d_loss(params)
+    assert _d_loss(params, r1_weight=10.0) > base  # R1 adds a non-negative penalty (here > 0)
+    assert _d_loss(params, r1_weight=10.0, r1_every=2, index=1) == base  # lazy: off on odd D updates
+    lazy = _d_loss(params, r1_weight=10.0, r1_every=2, index=2)
+    assert lazy - base == pytest.approx(2 * (_d_loss(params, r1_weight=10.0) - base), rel=1e-4)  # weighted k
+    assert _d_loss(params, mbstd=4) != base and _d_loss(params, sn=True) != base
+    d = Discriminator(replace(params.model, model_dim=4, minibatch_std=4))
+    x, y, z = (torch.rand(4, 1, 128, 128, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    # Groups of 4 never mix the two halves of a batch: the real half's scores ignore the fake half...
+    assert torch.allclose(d(torch.cat([x, y]))[:4], d(torch.cat([x, z]))[:4], atol=1e-6)
+    # ...but do depend on the rest of their own group (the feature is a batch statistic).
+    assert not torch.allclose(d(torch.cat([x[:2], y[:2]]))[:2], d(torch.cat([x[:2], z[:2]]))[:2], atol=1e-6)
+
+
+def test_d_lr_scale_sets_the_discriminator_learning_rate(params):
+    train = replace(params.train, dcgan=replace(params.train.dcgan, d_lr_scale=4.0))
+    state = GanState.create(replace(params.model, model_dim=4), train, torch.device("cpu"))
+    assert state.opt_d.param_groups[0]["lr"] == pytest.approx(4 * state.opt_g.param_groups[0]["lr"])

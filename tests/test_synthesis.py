@@ -97,3 +97,22 @@ def test_reverb_gives_every_sound_of_a_batch_its_own_tail(tiny_model, tmp_path):
     np.testing.assert_allclose(w0, alone, atol=2e-3)  # batch-size float noise only; a bleed is far larger
     loop, _ = sf.read(wet / "loop.wav")
     assert len(loop) == 8000 * 7 + len(w0)  # 120 bpm: the last sound's tail is kept
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--count", "-1"], "synthesize.count: must be >= 1"),
+    (["--count", "100000"], "synthesize.count: must be <= 256"),
+    (["--tempo", "-5"], "synthesize.tempo_bpm: must be >= 1"),
+    (["--reverb", "--room-size", "5"], "synthesize.reverb_room_size: must be <= 1"),
+    (["--wet-level", "nan"], "synthesize.reverb_wet_level: must be a finite number"),
+])
+def test_synthesize_arguments_are_validated_in_one_line(tiny_model, tmp_path, args, message):
+    proc = run_cli("synthesize", "--model", str(tiny_model), "--out", str(tmp_path / "o"), *args, check=False)
+    assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_synthesize_refuses_a_file_that_is_not_a_generator(tmp_path):
+    proc = run_cli("synthesize", "--model", "/etc/passwd", "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 1 and "not a generator file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
