@@ -148,7 +148,7 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
     from specgan.demo import run_demo
 
     overrides = {k: plain_scalar(v) for k, v in (kv.split("=", 1) for kv in args.set or ())}
-    r = run_demo(args.workdir, overrides)
+    r = run_demo(args.workdir, overrides, **({"kit_per_class": args.kit_per_class} if args.kit_per_class else {}))
     ui = (f"mlflow ui --backend-store-uri {r['tracking_uri']}" if r["tracking_uri"].startswith("sqlite")
           else f"open {r['tracking_uri']}")
     m = r["metrics"]
@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("demo", help="offline demo: synthetic kit through every stage with dvc repro (CPU)")
     sp.add_argument("--workdir", default="specgan-demo", help="a new folder for the demo project")
+    sp.add_argument("--kit-per-class", type=int, help="clips per class in the synthetic kit (default 60)")
     sp.set_defaults(func=cmd_demo, params_free=True)
 
     for choice in sub.choices.values():

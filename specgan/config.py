@@ -266,7 +266,7 @@ def plain_scalar(text: str) -> Any:
         return int(text)
     if _FLOAT.fullmatch(text):
         return float(text)
-    return {"true": True, "false": False}.get(text, text)
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def safe_yaml(text: str, where: str) -> Any:

@@ -68,7 +68,8 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> None:
         raise SpecganError(f"demo step failed ({proc.returncode}): {' '.join(cmd)}")
 
 
-def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None) -> dict:
+def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
+             kit_per_class: int = DEMO_KIT_PER_CLASS) -> dict:
     """Create ``workdir``, run the pipeline end to end, promote, and return where things are."""
     workdir = Path(workdir).resolve()
     if workdir.exists() and any(workdir.iterdir()):
@@ -79,7 +80,7 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None) ->
     for name in PROJECT_FILES:
         shutil.copy(root / name, workdir / name)
     shutil.copytree(Path(specgan.__file__).parent, workdir / "specgan", ignore=shutil.ignore_patterns("__pycache__"))
-    kit = make_kit(workdir / "kit" / "drums.tar.gz", n_per_class=DEMO_KIT_PER_CLASS, seed=0)
+    kit = make_kit(workdir / "kit" / "drums.tar.gz", n_per_class=kit_per_class, seed=0)
     apply_overrides(workdir / "params.yaml", {**DEMO_OVERRIDES, **(overrides or {})})
     set_source(str(kit), root=workdir)
     bindir = str(Path(sys.executable).parent)

@@ -76,7 +76,8 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
 def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     work = tmp_path / "demo"
     sets = [a for k, v in {**TINY, "registry.model_name": "drums-demo"}.items() for a in ("--set", f"{k}={v}")]
-    proc = run_cli("demo", "--workdir", str(work), *sets, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    proc = run_cli("demo", "--workdir", str(work), "--kit-per-class", "6", *sets, cwd=tmp_path,
+                   env={"MLFLOW_TRACKING_URI": ""})
     assert f"gallery:  {work}/outputs/render/index.html" in proc.stdout
     assert "drums-demo version 1 (@challenger, promoted to @champion)" in proc.stdout
     assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
