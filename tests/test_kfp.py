@@ -22,7 +22,8 @@ from tests.conftest import ROOT, copy_project, run_cli, run_dvc, start_mlflow_se
 
 TINY_PARAMS = {"data.split": "all", "features.shards": 3, "model.model_dim": 4, "train.epochs": 2,
                "train.batch_size": 8, "train.log_every_iters": 2, "render.n_samples": 2,
-               "evaluate.n_generated": 16, "evaluate.min_heldout": 4, "registry.model_name": "drums-kfp"}
+               "evaluate.n_generated": 16, "evaluate.min_heldout": 4, "evaluate.bootstrap": 0,
+               "registry.model_name": "drums-kfp"}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 TINY = {"features.shards": 2, "model.model_dim": 4, "train.epochs": 2, "train.batch_size": 8,
         "train.log_every_iters": 2, "render.n_samples": 2, "evaluate.n_generated": 16, "evaluate.min_heldout": 4,
+        "evaluate.bootstrap": 0,
         "registry.model_name": "drums-e2e", "registry.refuse_collapse": False, "registry.min_class_share": 0.0}
 STAGES = ["download", "features", "stats", "train", "render", "evaluate", "register"]
 
