@@ -90,22 +90,20 @@ def _configs(run: Run, recipe: str = "dcgan", compile_: bool = False):
     return model, train
 
 
-def _state(run: Run, model, train, fused: bool | None) -> GanState:
+def _state(run: Run, model, train, fused: bool | None, capturable: bool = False) -> GanState:
     state = GanState.create(model, train, run.device)
     if fused is not None:  # rebuild the optimizers with the asked-for implementation
-        o = train.optim
-        kw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "fused": fused}
-        state.opt_g = torch.optim.Adam(state.G.parameters(), **kw)
-        state.opt_d = torch.optim.Adam(state.D.parameters(), **kw)
+        for name, params, lr in (("opt_g", state.G.parameters(), train.optim.lr),
+                                 ("opt_d", state.D.parameters(), train.optim.lr * train.optim.d_lr_scale)):
+            old = getattr(state, name).defaults
+            setattr(state, name, torch.optim.Adam(params, lr=lr, betas=old["betas"], eps=old["eps"], fused=fused,
+                                                  capturable=capturable))
     return state
 
 
 def _graphed(run: Run, state: GanState, train, latent: int, real: torch.Tensor) -> Callable[[], None]:
-    """The whole iteration (D update + G update, z draws, fused capturable Adam) as one CUDA graph."""
-    o = train.optim
-    kw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "fused": True, "capturable": True}
-    state.opt_g = torch.optim.Adam(state.G.parameters(), **kw)
-    state.opt_d = torch.optim.Adam(state.D.parameters(), **kw)
+    """The whole iteration (D update + G update, z draws) as one CUDA graph; ``state`` must hold fused
+    capturable Adam optimizers (``_state(..., fused=True, capturable=True)``)."""
     step = fast_step(state, train, latent)
     step.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     gen = torch.cuda.default_generators[run.device.index or 0]
@@ -153,7 +151,7 @@ def throughput(run: Run) -> dict:
     if run.cuda:
         try:
             m, t = _configs(run)
-            replay = _graphed(run, _state(run, m, t, None), t, latent, cl)
+            replay = _graphed(run, _state(run, m, t, True, capturable=True), t, latent, cl)
             res["project_cuda_graph_s"] = timed(replay, iters, run.device)
         except Exception:  # noqa: BLE001
             res["project_cuda_graph_error"] = traceback.format_exc()[-1500:]

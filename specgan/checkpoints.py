@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 
 from specgan.atomic import atomic_path
 
+log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^ckpt-e(\d{6})\.pt$")
 
 
@@ -22,11 +24,6 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if PATTERN.match(p.name))
-
-
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
 
 
 def save_checkpoint(folder: str | Path, epoch: int, payload: dict, keep: int) -> Path:
@@ -59,12 +56,10 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
 def newest_loadable(folder: str | Path, device: torch.device | str = "cpu") -> tuple[Path | None, dict | None]:
     """The newest checkpoint that loads, skipping (and reporting) truncated or corrupt newer ones."""
-    import logging
-
     for path in reversed(list_checkpoints(folder)):
         try:
             return path, load_checkpoint(path, device)
         except Exception as exc:  # noqa: BLE001 -- any unreadable file: fall back to the previous one
-            logging.getLogger(__name__).warning("checkpoint %s is unreadable (%s): trying the previous one",
+            log.warning("checkpoint %s is unreadable (%s): trying the previous one",
                                                 path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return None, None

@@ -163,13 +163,26 @@ def ndb_k(train: np.ndarray, samples: np.ndarray, bins: int, alpha: float, seed:
     return float((np.abs(z) > norm.ppf(1 - alpha / 2)).sum() / k)
 
 
-def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.ndarray) -> dict:
-    """Inception-style score and class shares from a classifier trained on labelled real clips."""
+def drum_classifier(train_vec: np.ndarray, train_labels: list[str]):
+    """The evaluation's drum-class classifier, fitted on labelled real clips' descriptor vectors."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_vec, train_labels)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_vec, train_labels)
+
+
+def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """Clips cut or zero-padded to the real clips' length (float32)."""
+    out = np.zeros((audio.shape[0], n_samples), dtype=np.float32)
+    kept = audio[:, :n_samples]
+    out[:, : kept.shape[1]] = kept
+    return out
+
+
+def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.ndarray) -> dict:
+    """Inception-style score and class shares from a classifier trained on labelled real clips."""
+    clf = drum_classifier(train_vec, train_labels)
     probs = clf.predict_proba(samples)
     marginal = probs.mean(0, keepdims=True)
     kl = (probs * (np.log(probs + 1e-12) - np.log(marginal + 1e-12))).sum(1)
@@ -181,19 +194,12 @@ def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.nda
 def predict_classes(audio: np.ndarray, data_dir: str | Path, train_split: str, feat: FeaturesConfig,
                     cfg: EvaluateConfig) -> list[str] | None:
     """Each clip's most likely drum class by the evaluation's classifier; None when the data is unlabelled."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     train = load_real(data_dir, train_split, feat)
     if not all(train.labels) or len(set(train.labels)) < 2:
         return None
     desc = Descriptors(cfg, feat.sample_rate)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(desc.vectors(train.audio),
-                                                                              train.labels)
-    clip = np.zeros((audio.shape[0], feat.clip_samples), dtype=np.float32)
-    clip[:, : min(audio.shape[1], feat.clip_samples)] = audio[:, : feat.clip_samples]
-    return [str(c) for c in clf.predict(desc.vectors(clip))]
+    clf = drum_classifier(desc.vectors(train.audio), train.labels)
+    return [str(c) for c in clf.predict(desc.vectors(fit_length(audio, feat.clip_samples)))]
 
 
 def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg: EvaluateConfig,
@@ -244,9 +250,7 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
         gen = dataclasses.replace(gen, render=render)
     feat = gen.features
     z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
-    audio = np.zeros((cfg.n_generated, feat.clip_samples), dtype=np.float32)  # real clips' length
-    made = gen.audio(z).cpu().numpy()[:, : feat.clip_samples]
-    audio[:, : made.shape[1]] = made
+    audio = fit_length(gen.audio(z).cpu().numpy(), feat.clip_samples)
     heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout)
     train = load_real(data_dir, train_split, feat)
     if train_split == "all" or train_split == cfg.real_split:

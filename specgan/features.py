@@ -26,7 +26,7 @@ from specgan.audio import list_audio, read_labels
 from specgan.config import FeaturesConfig
 from specgan.errors import FeaturesError
 from specgan.running_stats import RunningStats
-from specgan.shards import load_features, shard_stems  # noqa: F401 -- load_features: the folder's reader
+from specgan.shards import shard_stems
 from specgan.spectral import RejectedClip, load_clip, log_spectrogram
 
 CHUNK_CLIPS = 128

@@ -12,7 +12,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from specgan.errors import FeaturesError
-from specgan.features import load_features, load_manifest, read_summary, run_features
+from specgan.features import load_manifest, read_summary, run_features
+from specgan.shards import load_features
 from specgan.stats import NormStats, run_stats
 from tests.conftest import run_cli
 

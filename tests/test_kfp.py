@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from specgan.demo import apply_overrides
-from specgan.features import load_features
 from specgan.pipeline_params import EXPOSED, lookup
+from specgan.shards import load_features
 from specgan.stats import NormStats
 from specgan.storage import s3_client
 from tests.conftest import ROOT, copy_project, run_cli, run_dvc, start_mlflow_server
