@@ -183,6 +183,10 @@ def test_all_bad_dataset_is_a_clear_error(tmp_path, params):
 
 @pytest.mark.skipif(not HYDROGEN.is_dir(), reason="apt-get install hydrogen-data (CI installs it)")
 def test_real_hydrogen_drumkits_featurize(tmp_path, params):
+    """Every real drum hit is accepted, whatever its length and rate (the package's kit count varies by release)."""
+    audio = [p for p in HYDROGEN.rglob("*") if p.suffix.lower() in {".wav", ".flac"}]
     summary = run_features(HYDROGEN, tmp_path / "f", params.features, "all")
-    assert summary["clips"] > 500
+    assert len(audio) >= 50
+    assert summary["rejected"] == 0 and summary["files"] == len(audio)
+    assert summary["clips"] >= len(audio)
     assert np.isfinite(load_features(tmp_path / "f")).all()
