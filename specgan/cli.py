@@ -122,27 +122,6 @@ def cmd_synthesize(args: argparse.Namespace, p: Params) -> None:
     print(f"{len(files)} files in {args.out}" + (" (with loop.wav)" if args.sequence else ""))
 
 
-def cmd_kfp(args: argparse.Namespace, p: Params) -> None:
-    try:
-        from pipeline.run import compile_pipeline, run_local, submit
-    except ImportError as exc:  # the pipeline/ and components/ packages ship beside specgan
-        raise SpecganError(f"the Kubeflow pipeline is not importable here ({exc})") from None
-    from specgan.pipeline_params import typed_arguments
-
-    arguments = typed_arguments(args.arg or (), p.to_dict())
-    overrides = tuple(args.set or ())
-    if args.action == "compile":
-        print(f"pipeline written to {compile_pipeline(args.out, args.params, args.cluster, overrides)}")
-    elif args.local:
-        version = run_local(args.workdir, args.params, args.cluster, arguments, overrides)
-        print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger; "
-              f"artifacts under {args.workdir}")
-    else:
-        if not args.host:
-            raise SpecganError("kfp run needs --host URL (a Kubeflow Pipelines endpoint) or --local")
-        print(f"submitted run {submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides)}")
-
-
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:
     from specgan.config import plain_scalar
     from specgan.demo import run_demo
@@ -273,17 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sequence", action="store_true", help="also write loop.wav, one sound per beat")
     sp.add_argument("--tempo", type=float, help="loop tempo in BPM (default: synthesize.tempo_bpm)")
     sp.set_defaults(func=cmd_synthesize)
-
-    sp = sub.add_parser("kfp", help="Kubeflow: compile the pipeline, submit a run, or run it locally")
-    sp.add_argument("action", choices=["compile", "run"])
-    sp.add_argument("--out", default="pipeline.yaml", help="compile: output YAML (default pipeline.yaml)")
-    sp.add_argument("--cluster", default="pipeline/cluster.yaml", help="cluster settings (image, GPU, secrets)")
-    sp.add_argument("--host", help="run: Kubeflow Pipelines endpoint URL")
-    sp.add_argument("--experiment", default="specgan", help="run: Kubeflow experiment name")
-    sp.add_argument("--local", action="store_true", help="run: with kfp.local in this environment")
-    sp.add_argument("--workdir", default="outputs/kfp-local", help="run --local: pipeline root folder")
-    sp.add_argument("--arg", action="append", metavar="NAME=VALUE", help="run: a pipeline parameter (repeatable)")
-    sp.set_defaults(func=cmd_kfp)
 
     sp = sub.add_parser("demo", help="offline demo: synthetic kit through every stage with dvc repro (CPU)")
     sp.add_argument("--workdir", default="specgan-demo", help="a new folder for the demo project")

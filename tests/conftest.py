@@ -210,6 +210,16 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
     return proc
 
 
+def run_kfp(*args: str, cwd: Path | None = None, env: dict | None = None,
+            check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the installed `specgan-kfp` command (compile, run) as a user would."""
+    proc = subprocess.run([str(BIN / "specgan-kfp"), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"specgan-kfp {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
 def copy_project(dest: Path, extra: tuple[str, ...] = ()) -> Path:
     """A temporary git repo holding the project's dvc.yaml, params.yaml, data.dvc and DVC config."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import mlflow
@@ -18,7 +19,7 @@ from specgan.pipeline_params import EXPOSED, lookup
 from specgan.shards import load_features
 from specgan.stats import NormStats
 from specgan.storage import s3_client
-from tests.conftest import ROOT, copy_project, run_cli, run_dvc, start_mlflow_server
+from tests.conftest import ROOT, copy_project, run_cli, run_dvc, run_kfp, start_mlflow_server
 
 TINY_PARAMS = {"data.split": "all", "features.shards": 3, "model.model_dim": 4, "train.epochs": 2,
                "train.batch_size": 8, "train.log_every_iters": 2, "render.n_samples": 2,
@@ -29,7 +30,7 @@ TINY_PARAMS = {"data.split": "all", "features.shards": 3, "model.model_dim": 4, 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> tuple[str, dict]:
     out = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
-    run_cli("kfp", "compile", "--out", str(out), cwd=ROOT,
+    run_kfp("compile", "--out", str(out), cwd=ROOT,
             env={"AWS_SECRET_ACCESS_KEY": "do-not-leak-3f9a", "MLFLOW_TRACKING_URI": "http://secret-host:5000"})
     text = out.read_text()
     docs = list(yaml.safe_load_all(text))
@@ -47,7 +48,7 @@ def test_compiled_yaml_loads_and_defaults_equal_params(compiled, params):
 
 def test_compile_set_changes_the_compiled_defaults(tmp_path):
     out = tmp_path / "p.yaml"
-    run_cli("kfp", "compile", "--out", str(out), "--set", "train.epochs=5", "--set", "render.griffin_lim_iters=60",
+    run_kfp("compile", "--out", str(out), "--set", "train.epochs=5", "--set", "render.griffin_lim_iters=60",
             cwd=ROOT)
     inputs = yaml.safe_load(out.read_text().split("\n---\n")[0])["root"]["inputDefinitions"]["parameters"]
     assert inputs["train_epochs"]["defaultValue"] == 5
@@ -58,8 +59,27 @@ def test_compile_set_changes_the_compiled_defaults(tmp_path):
                                          ("no_such=1", "--arg no_such: not a pipeline parameter"),
                                          ("train_epochs", "expected NAME=VALUE")])
 def test_bad_run_arguments_are_one_line(arg, message, tmp_path):
-    proc = run_cli("kfp", "run", "--local", "--workdir", str(tmp_path), "--arg", arg, cwd=ROOT, check=False)
+    proc = run_kfp("run", "--local", "--workdir", str(tmp_path), "--arg", arg, cwd=ROOT, check=False)
     assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_core_package_never_imports_kfp():
+    import subprocess
+
+    found = subprocess.run(["git", "grep", "-nE", "import kfp|from kfp", "--", "specgan/"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert found.returncode == 1 and not found.stdout, found.stdout
+    code = "import sys, specgan.cli, specgan.train, specgan.render; print('kfp' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    assert run_cli("kfp", check=False).returncode == 2  # not a specgan command any more
+
+
+def test_python_m_pipeline_is_the_same_command():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "compile" in proc.stdout and "run" in proc.stdout
 
 
 def test_run_arguments_are_typed_from_the_signature(params):
@@ -127,7 +147,7 @@ def _tiny_repo(tmp_path: Path, kit_archive: Path) -> Path:
 def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_archive, mlflow_s3, monkeypatch):
     repo = _tiny_repo(tmp_path, kit_archive)
     env = {"MLFLOW_TRACKING_URI": mlflow_s3, "MLFLOW_EXPERIMENT_NAME": "kfp-test"}
-    proc = run_cli("kfp", "run", "--local", "--workdir", str(tmp_path / "kfp"), "--params", "params.yaml",
+    proc = run_kfp("run", "--local", "--workdir", str(tmp_path / "kfp"), "--params", "params.yaml",
                    "--cluster", "pipeline/cluster.yaml", cwd=repo, env=env, timeout=900)
     assert "drums-kfp version 1 is @challenger" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     client = mlflow.MlflowClient(mlflow_s3)
@@ -156,7 +176,7 @@ def test_checkpoint_volume_is_mounted_on_the_train_task(tmp_path):
     cluster["train"]["checkpoint_pvc"] = "specgan-checkpoints"
     (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(cluster))
     out = tmp_path / "pipeline.yaml"
-    run_cli("kfp", "compile", "--out", str(out), "--cluster", str(tmp_path / "cluster.yaml"), cwd=ROOT)
+    run_kfp("compile", "--out", str(out), "--cluster", str(tmp_path / "cluster.yaml"), cwd=ROOT)
     spec, platform = yaml.safe_load_all(out.read_text())
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-gan"]
     assert k8s["pvcMount"][0]["mountPath"] == "/checkpoints"

@@ -35,6 +35,15 @@ def test_every_specgan_command_parses():
         parser.parse_args(cmd[1:])  # exits (fails the test) on an unknown command or option
 
 
+def test_every_kubeflow_command_parses():
+    from pipeline.cli import build_parser as kfp_parser
+
+    found = [c for c in shell_commands() if c[0] == "specgan-kfp"]
+    assert len(found) >= 3
+    for cmd in found:
+        kfp_parser().parse_args(cmd[1:])
+
+
 @pytest.mark.parametrize("tool", ["dvc", "mlflow"])
 def test_every_dvc_and_mlflow_subcommand_exists(tool):
     found = [c for c in shell_commands() if c[0] == tool]

@@ -1,0 +1,83 @@
+"""The ``specgan-kfp`` command (also ``python -m pipeline``): compile the Kubeflow pipeline, submit a run to a
+Kubeflow Pipelines endpoint, or run it here with kfp.local. It lives beside the pipeline so that the core
+``specgan`` package never imports kfp."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from specgan.config import ConfigError, load_params
+from specgan.errors import SpecganError
+from specgan.pipeline_params import typed_arguments
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    from pipeline.run import compile_pipeline
+
+    print(f"pipeline written to {compile_pipeline(args.out, args.params, args.cluster, tuple(args.set or ()))}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from pipeline.run import run_local, submit
+
+    p = load_params(args.params, args.set or ())
+    arguments = typed_arguments(args.arg or (), p.to_dict())
+    overrides = tuple(args.set or ())
+    if args.local:
+        version = run_local(args.workdir, args.params, args.cluster, arguments, overrides)
+        print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger; "
+              f"artifacts under {args.workdir}")
+        return
+    if not args.host:
+        raise SpecganError("run needs --host URL (a Kubeflow Pipelines endpoint) or --local")
+    print(f"submitted run {submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests that check the README's commands)."""
+    parser = argparse.ArgumentParser(prog="specgan-kfp", description="SpecGAN on Kubeflow Pipelines")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("compile", help="write the pipeline YAML (defaults from params.yaml and --set)")
+    sp.add_argument("--out", default="pipeline.yaml", help="output YAML (default pipeline.yaml)")
+    sp.set_defaults(func=cmd_compile)
+
+    sp = sub.add_parser("run", help="submit a run to a Kubeflow endpoint (--host) or run it here (--local)")
+    sp.add_argument("--host", help="Kubeflow Pipelines endpoint URL")
+    sp.add_argument("--experiment", default="specgan", help="Kubeflow experiment name")
+    sp.add_argument("--local", action="store_true", help="run with kfp.local in this environment")
+    sp.add_argument("--workdir", default="outputs/kfp-local", help="--local: pipeline root folder")
+    sp.add_argument("--arg", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
+    sp.set_defaults(func=cmd_run)
+
+    for choice in sub.choices.values():
+        choice.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        choice.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="override one param in the compiled defaults (repeatable)")
+        choice.add_argument("--cluster", default="pipeline/cluster.yaml",
+                            help="cluster settings (image, GPU, secrets)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: errors the user can act on are one line on stderr and exit code 1."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+        return 0
+    except (ConfigError, SpecganError) as exc:
+        print(f"specgan-kfp {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"specgan-kfp {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
