@@ -349,7 +349,7 @@ def quality(run: Run) -> dict:
         gen_path = w / f"generator_e{epochs}.pt"
         (w / "train" / "generator.pt").replace(gen_path)
         m = run_evaluate(gen_path, w / "raw", w / f"eval_{epochs}.json", p.evaluate, p.data.split,
-                         log_to_mlflow=False)
+                         p.render, log_to_mlflow=False)
         rows.append({"epochs": epochs, "iterations": summary["iterations"], "train_s": round(t_train, 1),
                      "iterations_per_s": round(rate, 1),
                      **{k: v for k, v in m.items() if isinstance(v, (int, float, dict)) and k != "run_id"}})
@@ -371,7 +371,7 @@ def _quality_outputs(run: Run, gen_path: Path, sf) -> None:
     f = gen.features
     spectrogram_grid(to_db(gen.spectrograms(z), gen.stats, gen.normalize), run.out / "quality_grid.png",
                      gen_path.stem, [f"seed {i}" for i in range(16)], f.sample_rate, f.hop_length, f.n_fft)
-    audio = gen.audio(z[:4]).cpu().numpy()
+    audio = gen.audio(z[:4], run.p.render).cpu().numpy()
     for i, clip in enumerate(audio):
         sf.write(run.out / f"quality_sample_{i}.wav", clip, gen.features.sample_rate)
 

@@ -59,7 +59,7 @@ def main() -> None:
         summary = train(work / "features", work / "stats.json", work / "train",
                         replace(p, train=replace(p.train, epochs=epochs)))
         m = run_evaluate(work / "train" / "generator.pt", work / "raw", work / f"eval_{epochs}.json", p.evaluate,
-                         p.data.split, log_to_mlflow=False)
+                         p.data.split, p.render, log_to_mlflow=False)
         rows.append({"epochs": epochs, "iterations": summary["iterations"],
                      "seconds": round(time.perf_counter() - t0, 1), **{k: m[k] for k in SHOWN},
                      **{f"{k}_real": m[f"{k}_real"] for k in SHOWN}, "collapse_flag": m["collapse_flag"],

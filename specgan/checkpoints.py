@@ -63,3 +63,39 @@ def newest_loadable(folder: str | Path, device: torch.device | str = "cpu") -> t
             log.warning("checkpoint %s is unreadable (%s): trying the previous one",
                                                 path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return None, None
+
+
+def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str, device: torch.device,
+                 main: bool) -> tuple[Path | None, dict | None]:
+    """The checkpoint a run continues from: ``resume`` if given (it must match ``fingerprint``), none with
+    ``fresh``, else the newest loadable one in ``folder`` that matches. A fresh start owns the folder: rank 0
+    removes older checkpoints, which would shadow the new ones, and any half-written temporaries."""
+    from specgan.errors import TrainError
+
+    if main:
+        for stale in remove_stale_temporaries(folder):
+            log.warning("removed %s, left half-written by an interrupted run", stale)
+    if resume:
+        path: Path | None = Path(resume)
+        if not path.exists():
+            raise TrainError(f"checkpoint not found: {path}")
+        try:
+            ckpt = load_checkpoint(path, device)
+        except Exception as exc:  # noqa: BLE001
+            raise TrainError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
+    elif fresh:
+        path, ckpt = None, None
+    else:
+        path, ckpt = newest_loadable(folder, device)
+    if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
+        if resume:
+            raise TrainError(f"{path} was trained with other model/train params or data; pass --fresh to start over")
+        log.warning("not resuming from %s: it was trained with other model/train params or data", path)
+        ckpt = None
+    if ckpt is None:
+        if main:
+            for old in list_checkpoints(folder):
+                log.warning("removing stale checkpoint %s", old)
+                old.unlink()
+        return None, None
+    return path, ckpt

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from specgan.config import ConfigError, Params, load_params, params_from_dict
+from specgan.config import ConfigError, Params, load_params
 from specgan.errors import SpecganError
 
 
@@ -81,7 +81,7 @@ def cmd_render(args: argparse.Namespace, p: Params) -> None:
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
     from specgan.evaluate import run_evaluate
 
-    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, render=p.render)
+    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, p.render)
     print(f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}), "
           f"ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
           f"(real {m['nn_self_real']:.4g}), nn_train {m['nn_train']:.4g} (real {m['nn_train_real']:.4g})"
@@ -107,18 +107,28 @@ def cmd_promote(args: argparse.Namespace, p: Params) -> None:
     print(promote(cfg, version=args.version, force=args.force))
 
 
-def cmd_synthesize(args: argparse.Namespace, p: Params) -> None:
-    from specgan.synthesize import Reverb, synthesize
+def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
+    from dataclasses import asdict
 
+    from specgan.config import RenderConfig, SynthesizeConfig, build_section, override
+    from specgan.synthesize import Reverb, load_model, synthesize
+
+    gen, registered = load_model(args.model)
+    if p is not None:  # the project's params at the time of use
+        settings = {"render": asdict(p.render), "synthesize": asdict(p.synthesize)}
+    elif registered is not None:  # no project folder: the settings registered with the model
+        settings = override(registered, args.set or ())
+    else:
+        raise SpecganError(f"{args.model} is a bare generator file: run in the project folder (params.yaml holds "
+                           "its render settings), pass --params, or use a registered model (models:/NAME@ALIAS)")
     # The command-line values go through params validation (ranges, finiteness): one line naming the key.
     given = {"count": args.count, "seed": args.seed, "tempo_bpm": args.tempo, "reverb_room_size": args.room_size,
              "reverb_damping": args.damping, "reverb_wet_level": args.wet_level}
-    raw = p.to_dict()
-    raw["synthesize"].update({k: v for k, v in given.items() if v is not None})
-    s = params_from_dict(raw).synthesize
+    s = build_section(SynthesizeConfig, {**settings["synthesize"], **{k: v for k, v in given.items() if v is not None}},
+                      "synthesize")
+    render = build_section(RenderConfig, settings["render"], "render")
     reverb = Reverb(s.reverb_room_size, s.reverb_damping, s.reverb_wet_level) if args.reverb else None
-    files = synthesize(args.model, args.out, s, count=s.count, seed=s.seed, reverb=reverb,
-                       loop=args.sequence, tempo_bpm=s.tempo_bpm)
+    files = synthesize(gen, args.out, s, render, reverb=reverb, loop=args.sequence)
     print(f"{len(files)} files in {args.out}" + (" (with loop.wav)" if args.sequence else ""))
 
 
@@ -157,7 +167,7 @@ def _version() -> str:
 
 
 def _add_common(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sp.add_argument("--params", help="params file (default: params.yaml)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override one param, e.g. --set train.epochs=2 (repeatable)")
 
@@ -251,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--wet-level", type=float, help="reverb wet level 0-1")
     sp.add_argument("--sequence", action="store_true", help="also write loop.wav, one sound per beat")
     sp.add_argument("--tempo", type=float, help="loop tempo in BPM (default: synthesize.tempo_bpm)")
-    sp.set_defaults(func=cmd_synthesize)
+    sp.set_defaults(func=cmd_synthesize, params_optional=True)
 
     sp = sub.add_parser("demo", help="offline demo: synthetic kit through every stage with dvc repro (CPU)")
     sp.add_argument("--workdir", default="specgan-demo", help="a new folder for the demo project")
@@ -269,7 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        params = None if getattr(args, "params_free", False) else _params(args)
+        explicit = args.params is not None
+        args.params = args.params or "params.yaml"
+        if getattr(args, "params_free", False) or (getattr(args, "params_optional", False) and not explicit
+                                                   and not Path(args.params).exists()):
+            params = None
+        else:
+            params = _params(args)
         return int(args.func(args, params) or 0)
     except (ConfigError, SpecganError) as exc:
         print(f"specgan {args.command}: error: {exc}", file=sys.stderr)

@@ -242,6 +242,11 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def build_section(cls: type, raw: Any, name: str) -> Any:
+    """One section of params (e.g. RenderConfig) from a mapping, validated as params.yaml is."""
+    return _build(cls, raw, name)
+
+
 def set_key(raw: dict, key: str, value: Any) -> None:
     """Set the dotted ``key`` (e.g. ``train.epochs``) of a raw params dict; an unknown key is a ConfigError."""
     node = raw
@@ -288,6 +293,11 @@ def _apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
         key, text = item.split("=", 1)
         set_key(raw, key, plain_scalar(text))
     return raw
+
+
+def override(raw: dict, overrides: typing.Iterable[str]) -> dict:
+    """A copy of a nested dict with ``KEY=VALUE`` overrides applied (values parsed as plain YAML scalars)."""
+    return _apply_overrides(json.loads(json.dumps(raw)), overrides)
 
 
 def params_from_dict(raw: Any, overrides: typing.Iterable[str] = ()) -> Params:

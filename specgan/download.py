@@ -15,7 +15,7 @@ from typing import BinaryIO
 import requests
 from tqdm import tqdm
 
-from specgan.atomic import atomic_dir, write_json
+from specgan.atomic import atomic_dir, check_out_dir, write_json
 from specgan.audio import is_kept_name
 from specgan.config import DownloadConfig
 from specgan.errors import DownloadError, UnsafeArchiveError
@@ -43,7 +43,9 @@ class DownloadResult:
 def download(source: str, out_dir: str | Path, cfg: DownloadConfig, sha256: str = "") -> DownloadResult:
     """Fetch ``source`` and write its audio files to ``out_dir`` (atomically, all or nothing)."""
     out_dir = Path(out_dir)
-    if source.startswith(("http://", "https://", "s3://")):
+    remote = source.startswith(("http://", "https://", "s3://"))
+    check_out_dir(out_dir, "download", () if remote else (Path(source.removeprefix("file://")).expanduser(),))
+    if remote:
         part = out_dir.parent / f".{out_dir.name}.{hashlib.sha256(source.encode()).hexdigest()[:12]}.part"
         _fetch_remote(source, part, cfg)
         try:
@@ -132,13 +134,13 @@ def _from_archive(archive: Path, out_dir: Path, source: str, sha256: str) -> Dow
     actual = file_sha256(archive)
     if sha256 and actual.lower() != sha256.lower():
         raise DownloadError(f"{source}: sha256 mismatch: expected {sha256}, got {actual}")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "download", (archive,)) as tmp:
         listing = _extract(archive, tmp)
         return _finish(tmp, out_dir, listing, source, actual)
 
 
 def _from_folder(folder: Path, out_dir: Path, source: str) -> DownloadResult:
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "download", (folder,)) as tmp:
         listing = []
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.is_symlink() and is_kept_name(path.name):

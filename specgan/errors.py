@@ -23,3 +23,7 @@ class StatsError(SpecganError):
 
 class TrainError(SpecganError):
     """Training cannot start or cannot go on."""
+
+
+class OutputRefused(SpecganError):
+    """An ``--out`` folder that replacing would destroy data the step did not write."""

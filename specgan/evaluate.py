@@ -16,7 +16,6 @@ Each has a ``*_real`` twin: the same metric for one half of the held-out real cl
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -241,16 +240,14 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
 
 
 def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
-                 train_split: str, log_to_mlflow: bool = True, render: RenderConfig | None = None) -> dict:
+                 train_split: str, render: RenderConfig, log_to_mlflow: bool = True) -> dict:
     """Generate ``n_generated`` clips through the render path and write the metrics JSON (and to MLflow)."""
     from specgan.synthesis import DrumGenerator, sample_seeds
 
     gen = DrumGenerator.load(generator_path)
-    if render is not None:  # params' render settings at the time of use, not the copy saved in the file
-        gen = dataclasses.replace(gen, render=render)
     feat = gen.features
     z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
-    audio = fit_length(gen.audio(z).cpu().numpy(), feat.clip_samples)
+    audio = fit_length(gen.audio(z, render).cpu().numpy(), feat.clip_samples)
     heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout)
     train = load_real(data_dir, train_split, feat)
     if train_split == "all" or train_split == cfg.real_split:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from specgan.atomic import atomic_dir, atomic_path, write_json
+from specgan.atomic import atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.audio import list_audio, read_labels
 from specgan.config import FeaturesConfig
 from specgan.errors import FeaturesError
@@ -142,10 +142,11 @@ def run_features(data_dir: str | Path, out_dir: str | Path, cfg: FeaturesConfig,
     (also to ``metrics``, a DVC metrics file, when given)."""
     t0 = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    check_out_dir(out_dir, "features", (data_dir,))
     files = select_files(data_dir, split)
     workers = workers or cfg.workers or os.cpu_count() or 1
     labels = read_labels(data_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "features", (data_dir,)) as tmp:
         jobs = [(data_dir, tmp, i, cfg.shards, split, cfg, files, labels) for i in range(cfg.shards)]
         results = []
         with tqdm(total=len(files), desc="features", unit="clip") as bar:
@@ -185,7 +186,7 @@ def gather_shards(shard_dirs: list[str | Path], out_dir: str | Path, split: str,
     import shutil
 
     results = []
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "features", tuple(shard_dirs)) as tmp:
         for folder in shard_dirs:
             for path in Path(folder).glob("shard-*-of-*.*"):
                 shutil.copy2(path, tmp / path.name)

@@ -1,7 +1,9 @@
 """The generator as an MLflow pyfunc model: seeds in, 16 kHz audio out.
 
-The logged model carries ``generator.pt`` (weights, normalization stats, model/feature/render config)
-and this package's code, so ``mlflow.pyfunc.load_model`` works on a machine with no training outputs.
+The logged model carries ``generator.pt`` (weights, normalization stats, model and feature config), this
+package's code, and as its model config the params' ``render`` and ``synthesize`` sections at registration:
+the served model's render settings, which a request may override (``params={"griffin_lim_iters": 60}``).
+So ``mlflow.pyfunc.load_model`` and ``specgan synthesize`` work on a machine with no project folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import specgan
 
 ARTIFACT_KEY = "generator"
 MODEL_NAME_IN_RUN = "generator"
+REQUEST_PARAMS = ("griffin_lim_iters", "momentum")  # render settings a request may change
 
 
 class SpecGanModel(mlflow.pyfunc.PythonModel):
@@ -29,29 +32,43 @@ class SpecGanModel(mlflow.pyfunc.PythonModel):
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.generator = DrumGenerator.load(context.artifacts[ARTIFACT_KEY], device)
+        self.settings = dict(context.model_config or {})
+
+    def render_config(self, params: dict | None = None) -> Any:
+        """The registered render settings with a request's overrides, validated like params.yaml."""
+        from specgan.config import RenderConfig, build_section
+
+        raw = {**self.settings["render"], **{k: v for k, v in (params or {}).items() if k in REQUEST_PARAMS}}
+        return build_section(RenderConfig, raw, "render")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         if "seed" not in model_input:
             raise ValueError("input needs an integer 'seed' column: one sound per row")
         seeds = [int(s) for s in model_input["seed"]]
-        return self.generator.audio(self.generator.latents(seeds)).cpu().numpy().astype(np.float32)
+        audio = self.generator.audio(self.generator.latents(seeds), self.render_config(params))
+        return audio.cpu().numpy().astype(np.float32)
 
 
-def log_generator_model(generator_path: str | Path) -> Any:
-    """Log the pyfunc model (signature and input example set) into the active run; returns ModelInfo."""
+def log_generator_model(generator_path: str | Path, render: Any, synthesize: Any) -> Any:
+    """Log the pyfunc model (signature with request params, input example, the params' render and synthesize
+    sections as its model config) into the active run; returns ModelInfo."""
+    import dataclasses
+
     import torch
 
     from specgan.synthesis import DrumGenerator
 
+    settings = {"render": dataclasses.asdict(render), "synthesize": dataclasses.asdict(synthesize)}
     example = pd.DataFrame({"seed": [0, 1]})
     probe = SpecGanModel()  # a separate instance: the logged one must not pickle loaded weights
-    probe.generator = DrumGenerator.load(generator_path)
+    probe.generator, probe.settings = DrumGenerator.load(generator_path), settings
     audio = probe.predict(None, example)
-    signature = mlflow.models.infer_signature(example, audio)
+    signature = mlflow.models.infer_signature(example, audio, params={k: settings["render"][k]
+                                                                      for k in REQUEST_PARAMS})
     pkg = Path(specgan.__file__).parent
     return mlflow.pyfunc.log_model(
         name=MODEL_NAME_IN_RUN, python_model=SpecGanModel(), artifacts={ARTIFACT_KEY: str(generator_path)},
-        code_paths=[str(pkg)], signature=signature, input_example=example,
+        code_paths=[str(pkg)], signature=signature, input_example=example, model_config=settings,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"torchaudio=={_version('torchaudio')}",
                           f"numpy=={np.__version__}", f"pandas=={pd.__version__}", f"mlflow=={mlflow.__version__}"])
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from specgan.atomic import write_json
 from specgan.config import Params, RegistryConfig
 from specgan.errors import SpecganError
+from specgan.generator_file import read_generator
 from specgan.hashing import file_sha256
 from specgan.metric_values import numeric_metrics
 from specgan.tracking import check_tracking, git_commit
@@ -83,7 +83,7 @@ def register(generator_path: str | Path, params: Params, eval_metrics_path: str 
         raise RegisterError("register needs --metrics: the evaluate step's metrics for this generator file")
     eval_metrics = load_evaluation(eval_metrics_path, generator_path, cfg.gate_metric)
     client = _client()
-    payload = torch.load(generator_path, map_location="cpu", weights_only=True)
+    payload = read_generator(generator_path)
     prov = dict(payload.get("provenance", {}))
     run_id = eval_metrics.get("evaluation_run_id") or None
     if run_id:
@@ -101,7 +101,7 @@ def register(generator_path: str | Path, params: Params, eval_metrics_path: str 
 
         run_cm = start_run(run_name="register", tags=tags)
     with run_cm as run:
-        info = log_generator_model(generator_path)
+        info = log_generator_model(generator_path, params.render, params.synthesize)
     gate = float(eval_metrics[cfg.gate_metric])
     mv = mlflow.register_model(info.model_uri, cfg.model_name)
     tags = {"data_version": prov.get("data_version", ""), "params_hash": params.section_hash(),

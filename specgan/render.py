@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import io
 import json
@@ -13,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from specgan.atomic import atomic_dir, atomic_path, write_json
+from specgan.atomic import atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.config import EvaluateConfig, RenderConfig
 from specgan.data import to_db
 from specgan.plots import spectrogram_grid, waveforms_and_spectrograms
@@ -80,13 +79,14 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
     ``cfg`` (params' ``render``) decides the seeds and the Griffin-Lim settings; ``metrics_path`` (the evaluate
     step's JSON) adds the evaluation to the gallery; ``data_dir`` (labelled) with ``eval_cfg`` adds each sample's
     predicted class."""
+    check_out_dir(out_dir, "render", tuple(p for p in (generator_path, metrics_path, data_dir) if p))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    gen = dataclasses.replace(DrumGenerator.load(generator_path, device), render=cfg)
+    gen = DrumGenerator.load(generator_path, device)
     n = n_samples or cfg.n_samples
     seeds = sample_seeds(cfg.seed, n)
     z = gen.latents(seeds)
     specs = gen.spectrograms(z)
-    audio = gen.audio(z).cpu().numpy()
+    audio = gen.audio(z, cfg).cpu().numpy()
     f = gen.features
     sr = f.sample_rate
     names = [f"sample_{i:03d}.wav" for i in range(n)]
@@ -97,7 +97,7 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
 
         classes = predict_classes(audio, data_dir, train_split, f, eval_cfg)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "render") as tmp:
         wavs = [wav_bytes(a, sr) for a in audio]
         for name, data in zip(names, wavs, strict=True):
             (tmp / name).write_bytes(data)

@@ -11,7 +11,7 @@ import torchaudio
 
 from specgan.config import FeaturesConfig, ModelConfig, NormalizeConfig, RenderConfig
 from specgan.data import denormalize
-from specgan.errors import SpecganError
+from specgan.generator_file import GeneratorFileError, read_generator
 from specgan.models import Generator
 from specgan.stats import NormStats
 
@@ -63,37 +63,30 @@ def spectral_convergence(target_mag: torch.Tensor, wave: torch.Tensor, feat: Fea
 
 @dataclass
 class DrumGenerator:
-    """A trained generator with what it needs to make audio (weights, stats, configs)."""
+    """A trained generator with what defines it (weights, stats, configs); render settings come per call."""
 
     G: Generator
     stats: NormStats
     model: ModelConfig
     normalize: NormalizeConfig
     features: FeaturesConfig
-    render: RenderConfig
     provenance: dict
 
     @classmethod
-    def from_payload(cls, payload: dict, device: torch.device | str = "cpu") -> DrumGenerator:
-        model = ModelConfig(**payload["model"])
-        G = Generator(model)
-        G.load_state_dict(payload["state_dict"])
-        G.to(device).eval()
-        return cls(G, NormStats.from_dict(payload["stats"]), model, NormalizeConfig(**payload["normalize"]),
-                   FeaturesConfig(**payload["features"]), RenderConfig(**payload["render"]),
-                   dict(payload.get("provenance", {})))
-
-    @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> DrumGenerator:
-        """Load ``generator.pt`` (weights_only: no code runs from the file)."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(2, "No such file", str(path))
+        """Load ``generator.pt`` through its one reader (weights_only: no code runs from the file)."""
+        payload = read_generator(path, device)
         try:
-            payload = torch.load(path, map_location=device, weights_only=True)
-            return cls.from_payload(payload, device)
-        except Exception as exc:  # noqa: BLE001 -- any file torch cannot read as a generator payload
-            raise SpecganError(f"{path} is not a generator file from `specgan train` "
-                               f"({type(exc).__name__}; it is never loaded with weights_only=False)") from None
+            model = ModelConfig(**payload["model"])
+            G = Generator(model)
+            G.load_state_dict(payload["state_dict"])
+            stats = NormStats.from_dict(payload["stats"])
+            normalize, features = NormalizeConfig(**payload["normalize"]), FeaturesConfig(**payload["features"])
+        except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+            raise GeneratorFileError(f"{path} is a damaged generator file ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200]})") from None
+        G.to(device).eval()
+        return cls(G, stats, model, normalize, features, dict(payload["provenance"]))
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +103,7 @@ class DrumGenerator:
         with torch.inference_mode():
             return self.G(z.to(self.device, torch.float32)).float()
 
-    def audio(self, z: torch.Tensor) -> torch.Tensor:
-        """[N, latent] -> [N, samples] audio at ``features.sample_rate``."""
+    def audio(self, z: torch.Tensor, render: RenderConfig) -> torch.Tensor:
+        """[N, latent] -> [N, samples] audio at ``features.sample_rate``, inverted with ``render``'s settings."""
         mag = denormalize(self.spectrograms(z), self.stats, self.normalize)
-        return invert(mag, self.features, self.render)
+        return invert(mag, self.features, render)

@@ -10,9 +10,10 @@ import numpy as np
 import soundfile as sf
 
 from specgan.atomic import atomic_path
-from specgan.config import SynthesizeConfig
+from specgan.config import RenderConfig, SynthesizeConfig
 from specgan.errors import SpecganError
 from specgan.plots import waveforms_and_spectrograms
+from specgan.synthesis import DrumGenerator
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -24,12 +25,11 @@ class Reverb:
     wet_level: float
 
 
-def load_model(ref: str):
-    """A DrumGenerator from a local generator.pt, an MLflow model URI (models:/..., runs:/...) or a run id."""
-    from specgan.synthesis import DrumGenerator
-
+def load_model(ref: str) -> tuple[DrumGenerator, dict | None]:
+    """A DrumGenerator from a local generator.pt, an MLflow model URI (models:/..., runs:/...) or a run id,
+    with the registered model's render and synthesize settings (None for a bare generator file)."""
     if Path(ref).is_file():
-        return DrumGenerator.load(ref)
+        return DrumGenerator.load(ref), None
     import mlflow
 
     from specgan.mlflow_model import MODEL_NAME_IN_RUN
@@ -38,9 +38,10 @@ def load_model(ref: str):
     mlflow.set_tracking_uri(check_tracking())
     uri = f"runs:/{ref}/{MODEL_NAME_IN_RUN}" if RUN_ID.match(ref) else ref
     try:
-        return mlflow.pyfunc.load_model(uri).unwrap_python_model().generator
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     except (mlflow.exceptions.MlflowException, OSError) as exc:
         raise SpecganError(f"cannot load model {ref!r}: {str(exc).splitlines()[0]}") from None
+    return model.generator, dict(getattr(model, "settings", None) or {}) or None
 
 
 def apply_reverb(audio: np.ndarray, sample_rate: int, reverb: Reverb) -> np.ndarray:
@@ -73,14 +74,11 @@ def _peak_normalize(x: np.ndarray) -> np.ndarray:
     return np.where(peak > 0, x / np.maximum(peak, 1e-12), x).astype(np.float32)
 
 
-def synthesize(model_ref: str, out_dir: str | Path, cfg: SynthesizeConfig, count: int | None = None,
-               seed: int | None = None, reverb: Reverb | None = None, loop: bool = False,
-               tempo_bpm: float | None = None) -> list[Path]:
-    """Write ``drum_XXX.wav`` (and ``loop.wav``) and ``drums.png`` to ``out_dir``; returns the WAV paths."""
-    gen = load_model(model_ref)
-    n = count or cfg.count
-    first = cfg.seed if seed is None else seed
-    audio = gen.audio(gen.latents(list(range(first, first + n)))).cpu().numpy()
+def synthesize(gen: DrumGenerator, out_dir: str | Path, cfg: SynthesizeConfig, render: RenderConfig,
+               reverb: Reverb | None = None, loop: bool = False) -> list[Path]:
+    """Write ``cfg.count`` sounds from seed ``cfg.seed`` as ``drum_XXX.wav`` (and ``loop.wav`` at
+    ``cfg.tempo_bpm``) and ``drums.png`` to ``out_dir``; returns the WAV paths."""
+    audio = gen.audio(gen.latents(list(range(cfg.seed, cfg.seed + cfg.count))), render).cpu().numpy()
     sr = gen.features.sample_rate
     if reverb is not None:
         audio = apply_reverb(audio, sr, reverb)
@@ -90,8 +88,8 @@ def synthesize(model_ref: str, out_dir: str | Path, cfg: SynthesizeConfig, count
     for i, clip in enumerate(audio):
         written.append(_write_wav(out_dir / f"drum_{i:03d}.wav", clip, sr))
     if loop:
-        written.append(_write_wav(out_dir / "loop.wav", sequence(audio, sr, tempo_bpm or cfg.tempo_bpm), sr))
-    waveforms_and_spectrograms(audio, sr, out_dir / "drums.png", [p.name for p in written[:n]])
+        written.append(_write_wav(out_dir / "loop.wav", sequence(audio, sr, cfg.tempo_bpm), sr))
+    waveforms_and_spectrograms(audio, sr, out_dir / "drums.png", [p.name for p in written[:cfg.count]])
     return written
 
 

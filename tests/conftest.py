@@ -1,46 +1,15 @@
-"""Shared fixtures: the synthetic kit, a real HTTP server, moto's S3 server and a real MLflow server."""
+"""Shared fixtures: the synthetic kit, its features, and the real services (from tests.services)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from specgan.config import Params, load_params
 from specgan.synth_kit import make_kit
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up in {timeout}s")
+from tests.services import ROOT, FileServer, serve_files, start_mlflow_server, start_moto_server
 
 
 @pytest.fixture(scope="session")
@@ -58,10 +27,6 @@ def kit_dir(tmp_path_factory) -> Path:
     return make_kit(tmp_path_factory.mktemp("kitdir") / "kit", n_per_class=6, seed=0)
 
 
-TINY = ["--set", "model.model_dim=4", "--set", "train.batch_size=8", "--set", "train.log_every_iters=2",
-        "--set", "train.checkpoint_every_epochs=1", "--set", "train.grid_every_epochs=2"]
-
-
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, kit_dir, params) -> tuple[Path, Path]:
     """Features and stats of the synthetic kit (all splits)."""
@@ -74,124 +39,6 @@ def prepared(tmp_path_factory, kit_dir, params) -> tuple[Path, Path]:
     return root / "features", root / "stats.json"
 
 
-def train_args(prepared, out: Path, epochs: int, *extra: str) -> list[str]:
-    """`specgan train` arguments for a tiny CPU run."""
-    feats, stats = prepared
-    return ["train", "--features", str(feats), "--stats", str(stats), "--out", str(out),
-            *TINY, "--set", f"train.epochs={epochs}", *extra]
-
-
-@dataclass
-class FileServer:
-    """Serves in-memory files over HTTP with Range support and scripted failures."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    fail_503: dict[str, int] = field(default_factory=dict)   # path -> remaining 503 answers
-    drop_after: dict[str, int] = field(default_factory=dict)  # path -> bytes to send before one drop
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    port: int = 0
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-
-@pytest.fixture
-def file_server() -> Iterator[FileServer]:
-    state = FileServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep test output clean
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            path = self.path.lstrip("/")
-            state.requests.append((path, self.headers.get("Range")))
-            if state.fail_503.get(path, 0) > 0:
-                state.fail_503[path] -= 1
-                self.send_error(503, "try again")
-                return
-            if path not in state.files:
-                self.send_error(404)
-                return
-            data = state.files[path]
-            start = 0
-            rng = self.headers.get("Range")
-            if rng and rng.startswith("bytes="):
-                start = int(rng[6:].split("-")[0])
-                if start >= len(data):
-                    self.send_error(416)
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            cut = state.drop_after.pop(path, None)
-            if cut is not None:
-                self.wfile.write(body[:cut])
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(body)
-
-    class Server(ThreadingHTTPServer):
-        def handle_error(self, request, client_address) -> None:  # clients that hang up early are fine
-            pass
-
-    server = Server(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """moto's real S3 HTTP API on 127.0.0.1; sets the AWS_* environment for boto3 and DVC."""
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url, "MLFLOW_S3_ENDPOINT_URL": url}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        wait_http(url + "/moto-api/", 30)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
-def start_mlflow_server(home: Path, artifacts_destination: str) -> Iterator[str]:
-    """A real `mlflow server` process with sqlite on 127.0.0.1; yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", artifacts_destination],
-        stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/health", 90)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """A real MLflow server with local artifacts."""
@@ -200,43 +47,13 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         yield url
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
-            check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `specgan` command as a user would."""
-    proc = subprocess.run([str(BIN / "specgan"), *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"specgan {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc
+@pytest.fixture
+def file_server() -> Iterator[FileServer]:
+    with serve_files() as state:
+        yield state
 
 
-def run_kfp(*args: str, cwd: Path | None = None, env: dict | None = None,
-            check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the installed `specgan-kfp` command (compile, run) as a user would."""
-    proc = subprocess.run([str(BIN / "specgan-kfp"), *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"specgan-kfp {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def copy_project(dest: Path, extra: tuple[str, ...] = ()) -> Path:
-    """A temporary git repo holding the project's dvc.yaml, params.yaml, data.dvc and DVC config."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", "data.dvc", ".dvcignore", *extra):
-        if (ROOT / name).exists():
-            shutil.copy(ROOT / name, dest / name)
-    shutil.copytree(ROOT / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
-    shutil.copytree(ROOT / "specgan", dest / "specgan", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], cwd=dest, check=True)
-    return dest
-
-
-def run_dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    with start_moto_server() as url:
+        yield url

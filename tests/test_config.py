@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from specgan.config import ConfigError, load_params
-from tests.conftest import ROOT, run_cli
+from tests.services import ROOT, run_cli
 
 
 def test_real_params_hold_the_spec_values(params):

@@ -9,7 +9,7 @@ import yaml
 
 from specgan.data_source import read_pinned_source
 from specgan.storage import s3_client
-from tests.conftest import ROOT, copy_project, run_cli, run_dvc
+from tests.services import ROOT, copy_project, run_cli, run_dvc
 
 pytestmark = pytest.mark.slow
 

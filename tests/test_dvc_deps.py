@@ -7,7 +7,7 @@ import ast
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.services import ROOT
 
 # The module that implements each stage's `specgan` subcommand (specgan/cli.py imports it lazily).
 STAGE_MODULES = {"download": "specgan.download", "features": "specgan.features", "stats": "specgan.stats",

@@ -10,7 +10,8 @@ import pytest
 from specgan.evaluate import RealSet, evaluate_audio, load_real
 from specgan.hashing import file_sha256
 from specgan.synth_kit import make_kit
-from tests.conftest import run_cli, train_args
+from tests.services import run_cli
+from tests.tiny import train_args
 
 
 @pytest.fixture(scope="module")

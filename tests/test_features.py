@@ -15,7 +15,7 @@ from specgan.errors import FeaturesError
 from specgan.features import load_manifest, read_summary, run_features
 from specgan.shards import load_features
 from specgan.stats import NormStats, run_stats
-from tests.conftest import run_cli
+from tests.services import run_cli
 
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
 

@@ -14,17 +14,17 @@ import pytest
 import torch
 import yaml
 
+from specgan.config import params_from_dict
 from specgan.demo import apply_overrides
 from specgan.pipeline_params import EXPOSED, lookup
 from specgan.shards import load_features
 from specgan.stats import NormStats
 from specgan.storage import s3_client
-from tests.conftest import ROOT, copy_project, run_cli, run_dvc, run_kfp, start_mlflow_server
+from tests.services import ROOT, copy_project, run_cli, run_dvc, run_kfp, start_mlflow_server
+from tests.tiny import TINY
 
-TINY_PARAMS = {"data.split": "all", "features.shards": 3, "model.model_dim": 4, "train.epochs": 2,
-               "train.batch_size": 8, "train.log_every_iters": 2, "render.n_samples": 2,
-               "evaluate.n_generated": 16, "evaluate.min_heldout": 4, "evaluate.bootstrap": 0,
-               "registry.model_name": "drums-kfp"}
+# Three feature shards: the ParallelFor fans out over more than two tasks.
+TINY_PARAMS = {**TINY, "data.split": "all", "features.shards": 3, "registry.model_name": "drums-kfp"}
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +188,6 @@ def test_checkpoint_volume_is_mounted_on_the_train_task(tmp_path):
 @pytest.mark.slow
 def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, params, monkeypatch):
     """The component's own function (.python_func): a retried task finds its run's checkpoints."""
-    from dataclasses import replace
 
     from kfp import dsl
 
@@ -197,8 +196,7 @@ def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     train_fn = make_components("unused").train.python_func
     feats, stats = prepared
-    tiny = replace(params, model=replace(params.model, model_dim=4),
-                   train=replace(params.train, batch_size=8, epochs=2, checkpoint_every_epochs=1))
+    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in TINY.items()])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny.to_dict()))
 
     def attempt(n: int) -> None:

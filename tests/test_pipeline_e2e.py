@@ -11,14 +11,12 @@ import pytest
 import yaml
 
 from specgan.demo import apply_overrides
-from tests.conftest import copy_project, run_cli, run_dvc
+from tests.services import copy_project, run_cli, run_dvc
+from tests.tiny import NO_RULES, TINY, sets
 
 pytestmark = pytest.mark.slow
 
-TINY = {"features.shards": 2, "model.model_dim": 4, "train.epochs": 2, "train.batch_size": 8,
-        "train.log_every_iters": 2, "render.n_samples": 2, "evaluate.n_generated": 16, "evaluate.min_heldout": 4,
-        "evaluate.bootstrap": 0,
-        "registry.model_name": "drums-e2e", "registry.refuse_collapse": False, "registry.min_class_share": 0.0}
+E2E = {**TINY, **NO_RULES, "registry.model_name": "drums-e2e"}
 STAGES = ["download", "features", "stats", "train", "render", "evaluate", "register"]
 
 
@@ -31,7 +29,7 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "e2e")
     repo = copy_project(tmp_path / "repo")
     run_cli("set-source", str(kit_archive), cwd=repo)
-    apply_overrides(repo / "params.yaml", TINY)
+    apply_overrides(repo / "params.yaml", E2E)
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run(git + ["commit", "-qam", "tiny"], cwd=repo, check=True)
 
@@ -76,8 +74,8 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
 
 def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     work = tmp_path / "demo"
-    sets = [a for k, v in {**TINY, "registry.model_name": "drums-demo"}.items() for a in ("--set", f"{k}={v}")]
-    proc = run_cli("demo", "--workdir", str(work), "--kit-per-class", "6", *sets, cwd=tmp_path,
+    proc = run_cli("demo", "--workdir", str(work), "--kit-per-class", "6",
+                   *sets({**E2E, "registry.model_name": "drums-demo"}), cwd=tmp_path,
                    env={"MLFLOW_TRACKING_URI": ""})
     assert f"gallery:  {work}/outputs/render/index.html" in proc.stdout
     assert "drums-demo version 1 (@challenger, promoted to @champion)" in proc.stdout

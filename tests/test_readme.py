@@ -12,7 +12,7 @@ import pytest
 
 from specgan.cli import build_parser
 from specgan.tracking import flatten
-from tests.conftest import BIN, ROOT
+from tests.services import BIN, ROOT
 
 README = (ROOT / "README.md").read_text()
 

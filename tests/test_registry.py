@@ -10,19 +10,18 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import requests
 import soundfile as sf
 
-from tests.conftest import BIN, free_port, run_cli, train_args, wait_http
+from tests.services import BIN, free_port, run_cli, wait_http
+from tests.tiny import NO_RULES, TINY, sets, train_args
 
 pytestmark = pytest.mark.slow
 
-# The tiny test models are collapsed: the quality rules are switched off where a test is about the comparison.
-NO_RULES = ["--set", "registry.refuse_collapse=false", "--set", "registry.refuse_memorization=false",
-            "--set", "registry.min_class_share=0.0"]
-GATE = ["--set", "registry.model_name=drums-test", *NO_RULES]
-EVAL = ["--set", "evaluate.n_generated=16", "--set", "evaluate.min_heldout=4", "--set", "evaluate.bootstrap=0"]
+GATE = sets({"registry.model_name": "drums-test", **NO_RULES})
+EVAL = sets({k: v for k, v in TINY.items() if k.startswith("evaluate.")})
 
 
 @pytest.fixture(scope="module")
@@ -132,16 +131,21 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
     aside = tmp_path / "aside"
     for gen in two_models:
         shutil.move(gen.parent, aside / gen.parent.name)
-    code = ("import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/drums-test@champion'); "
-            "a = m.predict(pd.DataFrame({'seed': [5, 6]})); print(a.shape, a.dtype, float(abs(a).max()))")
+    code = ("import mlflow, numpy as np, pandas as pd; m = mlflow.pyfunc.load_model('models:/drums-test@champion'); "
+            "x = pd.DataFrame({'seed': [5, 6]}); a = m.predict(x); b = m.predict(x, params={'griffin_lim_iters': 1});"
+            " print(a.shape, a.dtype, float(abs(a).max()), 'request-param-changes', not np.allclose(a, b))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split(")")[0].startswith("(2, ") and "float32" in proc.stdout
+    assert "request-param-changes True" in proc.stdout  # a request's render setting reaches Griffin-Lim
 
-    syn = tmp_path / "syn"
+    # synthesize from the registry in an empty folder: no params.yaml, the model's registered settings.
+    syn, empty = tmp_path / "syn", tmp_path / "empty"
+    empty.mkdir()
     run_cli("synthesize", "--model", "models:/drums-test@champion", "--out", str(syn), "--count", "3",
-            "--reverb", "--room-size", "0.8", "--sequence", "--tempo", "100", env=env)
+            "--reverb", "--room-size", "0.8", "--sequence", "--tempo", "100", env=env, cwd=empty)
+    assert not (empty / "params.yaml").exists()
     assert sorted(p.name for p in syn.iterdir()) == ["drum_000.wav", "drum_001.wav", "drum_002.wav", "drums.png",
                                                       "loop.wav"]
     assert sf.info(str(syn / "loop.wav")).frames >= 3 * int(0.6 * 16000)
@@ -159,6 +163,11 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
         assert resp.status_code == 200, resp.text[:500]
         (clip,) = resp.json()["predictions"]
         assert 15000 < len(clip) < 17000 and max(abs(v) for v in clip) <= 1.0
+        rough = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+                              json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
+                                    "params": {"griffin_lim_iters": 1}})
+        assert rough.status_code == 200, rough.text[:500]
+        assert not np.allclose(rough.json()["predictions"][0], clip)  # the request's render setting is used
     finally:
         server.terminate()
         server.wait(30)

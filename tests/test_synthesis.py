@@ -13,7 +13,8 @@ import torch
 from specgan.synth_kit import synth_hit
 from specgan.synthesis import invert, spectral_convergence
 from specgan.synthesize import sequence
-from tests.conftest import run_cli, train_args
+from tests.services import run_cli
+from tests.tiny import train_args
 
 SC_BOUND_20 = 0.12  # spectral convergence after 20 fast Griffin-Lim iterations, padded as SPEC.md 8 does
 
@@ -61,7 +62,7 @@ def test_sequence_places_one_hit_per_beat():
 
 
 def test_missing_or_corrupt_generator_is_a_one_line_error(tmp_path):
-    from tests.conftest import run_cli
+    from tests.services import run_cli
 
     bad = tmp_path / "generator.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -116,3 +117,39 @@ def test_synthesize_refuses_a_file_that_is_not_a_generator(tmp_path):
     proc = run_cli("synthesize", "--model", "/etc/passwd", "--out", str(tmp_path / "o"), check=False)
     assert proc.returncode == 1 and "not a generator file" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_old_foreign_and_bare_generator_files_are_one_line_errors(tiny_model, tmp_path):
+    """generator.pt has one reader: a format-1 file (render settings inside, no version), a newer version
+    and a bare file outside a project folder each get one line naming what to do."""
+    import torch
+
+    payload = torch.load(tiny_model, weights_only=True)
+    assert payload["format"] == "specgan-generator" and payload["format_version"] == 2 and "render" not in payload
+    old = {k: v for k, v in payload.items() if k not in ("format", "format_version")}
+    old["render"] = {"n_samples": 8, "seed": 0, "griffin_lim_iters": 16, "momentum": 0.99, "pad_frames": 1}
+    torch.save(old, tmp_path / "old.pt")
+    torch.save({**payload, "format_version": 3}, tmp_path / "newer.pt")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for model, cwd, message in ((tmp_path / "old.pt", None, "format version 1 (an older specgan)"),
+                                (tmp_path / "newer.pt", None, "format version 3; this specgan reads version 2"),
+                                (tiny_model, empty, "bare generator file: run in the project folder")):
+        proc = run_cli("synthesize", "--model", str(model), "--out", str(tmp_path / "o"), cwd=cwd, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    # With a params file named, a bare generator file works anywhere.
+    run_cli("synthesize", "--model", str(tiny_model), "--out", str(tmp_path / "o"), "--count", "1",
+            "--params", str(Path(__file__).parents[1] / "params.yaml"), cwd=empty)
+    assert (tmp_path / "o" / "drum_000.wav").is_file()
+
+
+def test_a_render_param_changes_the_synthesized_audio(tiny_model, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_cli("synthesize", "--model", str(tiny_model), "--out", str(a), "--count", "1")
+    run_cli("synthesize", "--model", str(tiny_model), "--out", str(b), "--count", "1",
+            "--set", "render.griffin_lim_iters=1")
+    x, _ = sf.read(a / "drum_000.wav")
+    y, _ = sf.read(b / "drum_000.wav")
+    assert x.shape == y.shape and not np.allclose(x, y, atol=1e-3)

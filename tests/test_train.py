@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from specgan.checkpoints import list_checkpoints, load_checkpoint
-from tests.conftest import BIN, free_port, run_cli, train_args
+from tests.services import BIN, free_port, run_cli
+from tests.tiny import train_args
 
 pytestmark = pytest.mark.slow
 
