@@ -55,7 +55,8 @@ def featurize_shard(params: Input[Artifact], dataset: Input[Dataset], shard_inde
     from specgan.features import featurize_shard as run_shard
 
     p = load_params(params.path)
-    res = run_shard(dataset.path, shard.path, int(shard_index), p.features.shards, p.data.split, p.features)
+    res = run_shard(dataset.path, shard.path, int(shard_index), p.features.shards, p.data.split, p.features,
+                    labels_mode=p.data.labels)
     shard.metadata.update({"clips": res.n_clips, "rejected": len(res.rejects)})
 
 
@@ -107,7 +108,7 @@ def render_samples(params: Input[Artifact], generator: Input[Model], dataset: In
 
     p = load_params(params.path)
     render(str(Path(generator.path) / "generator.pt"), samples.path, p.render, metrics_path=report.path,
-           data_dir=dataset.path, train_split=p.data.split, eval_cfg=p.evaluate)
+           data_dir=dataset.path, train_split=p.data.split, eval_cfg=p.evaluate, labels_mode=p.data.labels)
     shutil.copy(Path(samples.path) / GALLERY, gallery.path)
 
 
@@ -121,7 +122,7 @@ def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset
 
     p = load_params(params.path)
     result = run_evaluate(str(Path(generator.path) / "generator.pt"), dataset.path, report.path, p.evaluate,
-                          p.data.split, render=p.render)
+                          p.data.split, render=p.render, labels_mode=p.data.labels)
     for key, value in result.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(key, float(value))

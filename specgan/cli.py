@@ -43,10 +43,12 @@ def cmd_features(args: argparse.Namespace, p: Params) -> None:
 
     split = args.split or p.data.split
     if args.shard is not None:
-        res = featurize_shard(args.data, args.out, args.shard, p.features.shards, split, p.features)
+        res = featurize_shard(args.data, args.out, args.shard, p.features.shards, split, p.features,
+                              labels_mode=p.data.labels)
         print(f"shard {res.index}: {res.n_clips} clips, {len(res.rejects)} rejected")
         return
-    summary = run_features(args.data, args.out, p.features, split, workers=args.workers, metrics=args.metrics)
+    summary = run_features(args.data, args.out, p.features, split, workers=args.workers, metrics=args.metrics,
+                           labels_mode=p.data.labels)
     print(f"{summary['clips']} clips featurized, {summary['rejected']} rejected "
           f"{summary['rejects_by_reason']} in {summary['seconds']} s")
 
@@ -74,20 +76,24 @@ def cmd_render(args: argparse.Namespace, p: Params) -> None:
     from specgan.render import render
 
     res = render(args.generator, args.out, p.render, n_samples=args.n, metrics_path=args.metrics,
-                 data_dir=args.data, train_split=p.data.split, eval_cfg=p.evaluate)
+                 data_dir=args.data, train_split=p.data.split, eval_cfg=p.evaluate, labels_mode=p.data.labels)
     print(f"{res['samples']} samples; gallery: {res['gallery']}")
 
 
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
     from specgan.evaluate import run_evaluate
 
-    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, p.render)
+    m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, p.render,
+                     labels_mode=p.data.labels)
     print(f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}), "
           f"ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
           f"(real {m['nn_self_real']:.4g}), nn_train {m['nn_train']:.4g} (real {m['nn_train_real']:.4g})"
           + (" [MODE COLLAPSE]" if m["collapse_flag"] else "") + (" [MEMORIZATION]" if m["memorization_flag"] else "")
           + (f"\nclass share: {', '.join(f'{c} {v:.0%}' for c, v in sorted(m['class_share'].items()))}"
-             if m.get("class_share") else ""))
+             if m.get("class_share") else "")
+          + (f"\nasked class heard: {m['conditional_accuracy']:.0%} (real clips "
+             f"{m.get('classifier_accuracy_real', 0):.0%}, chance {m['conditional_chance']:.0%})"
+             if "conditional_accuracy" in m else ""))
 
 
 def cmd_register(args: argparse.Namespace, p: Params) -> None:
@@ -107,29 +113,87 @@ def cmd_promote(args: argparse.Namespace, p: Params) -> None:
     print(promote(cfg, version=args.version, force=args.force))
 
 
-def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
+def _model_and_settings(args: argparse.Namespace, p: Params | None):
+    """The model of ``--model`` and its render and synthesize settings: the project's params at the time of
+    use, or with no project folder the settings registered with the model."""
     from dataclasses import asdict
 
-    from specgan.config import RenderConfig, SynthesizeConfig, build_section, override
-    from specgan.synthesize import Reverb, load_model, synthesize
+    from specgan.config import override
+    from specgan.synthesize import load_model
 
     gen, registered = load_model(args.model)
-    if p is not None:  # the project's params at the time of use
-        settings = {"render": asdict(p.render), "synthesize": asdict(p.synthesize)}
-    elif registered is not None:  # no project folder: the settings registered with the model
-        settings = override(registered, args.set or ())
-    else:
-        raise SpecganError(f"{args.model} is a bare generator file: run in the project folder (params.yaml holds "
-                           "its render settings), pass --params, or use a registered model (models:/NAME@ALIAS)")
+    if p is not None:
+        return gen, {"render": asdict(p.render), "synthesize": asdict(p.synthesize)}
+    if registered is not None:
+        return gen, override(registered, args.set or ())
+    raise SpecganError(f"{args.model} is a bare generator file: run in the project folder (params.yaml holds "
+                       "its render settings), pass --params, or use a registered model (models:/NAME@ALIAS)")
+
+
+def _render_config(settings: dict):
+    from specgan.config import RenderConfig, build_section
+
+    return build_section(RenderConfig, settings["render"], "render")
+
+
+def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
+    from specgan.config import SynthesizeConfig, build_section
+    from specgan.synthesize import Reverb, synthesize
+
+    gen, settings = _model_and_settings(args, p)
     # The command-line values go through params validation (ranges, finiteness): one line naming the key.
     given = {"count": args.count, "seed": args.seed, "tempo_bpm": args.tempo, "reverb_room_size": args.room_size,
              "reverb_damping": args.damping, "reverb_wet_level": args.wet_level}
     s = build_section(SynthesizeConfig, {**settings["synthesize"], **{k: v for k, v in given.items() if v is not None}},
                       "synthesize")
-    render = build_section(RenderConfig, settings["render"], "render")
+    render = _render_config(settings)
     reverb = Reverb(s.reverb_room_size, s.reverb_damping, s.reverb_wet_level) if args.reverb else None
-    files = synthesize(gen, args.out, s, render, reverb=reverb, loop=args.sequence)
+    files = synthesize(gen, args.out, s, render, reverb=reverb, loop=args.sequence,
+                       classes=args.drum_class, z_file=args.z)
     print(f"{len(files)} files in {args.out}" + (" (with loop.wav)" if args.sequence else ""))
+
+
+def cmd_interpolate(args: argparse.Namespace, p: Params | None) -> None:
+    from specgan.explore import interpolate
+    from specgan.synthesis import load_latents
+
+    gen, settings = _model_and_settings(args, p)
+    ends = []
+    for seed, zfile, flag in ((args.from_seed, args.from_z, "from"), (args.to_seed, args.to_z, "to")):
+        if (seed is None) == (zfile is None):
+            raise SpecganError(f"give one of --{flag}-seed and --{flag}-z")
+        ends.append(gen.latents([seed])[0] if zfile is None else load_latents(zfile, gen.model.latent_dim)[0][0])
+    files = interpolate(gen, args.out, _render_config(settings), ends[0].cpu(), ends[1].cpu(), args.steps, args.mode,
+                        args.drum_class)
+    print(f"{len(files)} sounds along the {args.mode} path in {args.out} (interpolation.png, latents.npz)")
+
+
+def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
+    import json
+
+    from specgan.atomic import write_json
+    from specgan.explore import invert
+    from specgan.synthesis import LATENTS, save_latents
+    from specgan.synthesize import write_wav
+
+    gen, settings = _model_and_settings(args, p)
+    if not 1 <= args.starts <= 64 or not 1 <= args.steps <= 5000:
+        raise SpecganError("--starts must be 1 to 64 and --steps 1 to 5000")
+    res = invert(gen, args.target, starts=args.starts, steps=args.steps, seed=args.seed,
+                 training_features=args.features)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    y = gen.class_ids([res.drum_class] if res.drum_class else None, 1)
+    audio = gen.audio(res.z[None], _render_config(settings), y).cpu().numpy()[0]
+    write_wav(out / "resynthesized.wav", audio, gen.features.sample_rate)
+    save_latents(out / LATENTS, res.z[None], y, gen.classes)
+    report = {"target": str(args.target), "distance": res.distance, "random_z_distance": res.random_distance,
+              "nearest_training_clip_distance": res.nearest_training, "class": res.drum_class}
+    write_json(out / "inversion.json", report)
+    near = (f"; the nearest training clip is at {res.nearest_training:.4f}" if res.nearest_training is not None
+            else "")
+    print(f"found z at distance {res.distance:.4f} (random z: {res.random_distance:.4f}{near})"
+          + (f", class {res.drum_class}" if res.drum_class else "") + f"\n{json.dumps(str(out / LATENTS))} holds it")
 
 
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:
@@ -261,7 +325,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--wet-level", type=float, help="reverb wet level 0-1")
     sp.add_argument("--sequence", action="store_true", help="also write loop.wav, one sound per beat")
     sp.add_argument("--tempo", type=float, help="loop tempo in BPM (default: synthesize.tempo_bpm)")
+    sp.add_argument("--class", dest="drum_class", action="append", metavar="NAME",
+                    help="a conditional model's class for every sound, or once per sound (repeatable)")
+    sp.add_argument("--z", metavar="FILE", help="replay the sounds of a latents.npz that render or synthesize wrote")
     sp.set_defaults(func=cmd_synthesize, params_optional=True)
+
+    sp = sub.add_parser("interpolate", help="sounds along the latent path between two seeds or saved z")
+    sp.add_argument("--model", required=True, help="as for synthesize")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--from-seed", type=int, help="the first sound's seed")
+    sp.add_argument("--to-seed", type=int, help="the last sound's seed")
+    sp.add_argument("--from-z", help="the first sound's latents.npz (its first row)")
+    sp.add_argument("--to-z", help="the last sound's latents.npz (its first row)")
+    sp.add_argument("--steps", type=int, default=8, help="sounds along the path, ends included (default 8)")
+    sp.add_argument("--mode", choices=["slerp", "linear"], default="slerp", help="path shape (default slerp)")
+    sp.add_argument("--class", dest="drum_class", help="a conditional model's class along the path")
+    sp.set_defaults(func=cmd_interpolate, params_optional=True)
+
+    sp = sub.add_parser("invert", help="find the z (and class) whose sound best matches a given clip")
+    sp.add_argument("target", help="the audio file to match")
+    sp.add_argument("--model", required=True, help="as for synthesize")
+    sp.add_argument("--out", required=True, help="output folder: latents.npz, resynthesized.wav, inversion.json")
+    sp.add_argument("--starts", type=int, default=8, help="random starting points (per class; default 8)")
+    sp.add_argument("--steps", type=int, default=200, help="gradient steps (default 200)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the starting points (default 0)")
+    sp.add_argument("--features", help="the training features folder: also report the nearest training clip")
+    sp.set_defaults(func=cmd_invert, params_optional=True)
 
     sp = sub.add_parser("demo", help="offline demo: synthetic kit through every stage with dvc repro (CPU)")
     sp.add_argument("--workdir", default="specgan-demo", help="a new folder for the demo project")
@@ -288,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = _params(args)
         return int(args.func(args, params) or 0)
     except (ConfigError, SpecganError) as exc:
-        print(f"specgan {args.command}: error: {exc}", file=sys.stderr)
+        from specgan.redact import redact_url
+
+        print(f"specgan {args.command}: error: {redact_url(str(exc))}", file=sys.stderr)
         return 1
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         print(f"specgan {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)

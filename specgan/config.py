@@ -15,6 +15,9 @@ from typing import Any, Literal
 DEFAULT_PARAMS = Path("params.yaml")
 
 
+MAX_SOUNDS = 256  # the most sounds one synthesize call or one serving request makes (bounded memory)
+
+
 class ConfigError(ValueError):
     """A one-line error naming the offending params key."""
 
@@ -33,6 +36,7 @@ class DataConfig:
     source: str = _f()
     sha256: str = _f()
     split: Literal["train", "valid", "test", "all"] = _f()
+    labels: Literal["manifest", "folder", "none"] = _f()
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class DownloadConfig:
     retries: int = _f(1, 100)
     backoff_s: float = _f(0, 600)
     timeout_s: float = _f(0, 3600, lo_open=True)
+    deadline_s: float = _f(0, lo_open=True)  # the whole transfer, retries included
+    max_extracted_mb: float = _f(0, lo_open=True)  # archive bombs: total size of the members
+    max_members: int = _f(1)
+    max_ratio: float = _f(1)  # extracted size / archive size
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class ModelConfig:
     leaky_slope: float = _f(0, 1)
     spectral_norm: bool = _f()  # stabilizer, not in SPEC.md: spectral normalization of D (Miyato et al. 2018)
     minibatch_std: int = _f(0, 64)  # stabilizer, not in SPEC.md: D sees the std over groups of this size; 0 = off
+    conditional: bool = _f()  # not in SPEC.md: class-conditional G (one-hot) and projection D, labels by data.labels
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,7 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class SynthesizeConfig:
-    count: int = _f(1, 256)  # the largest batch synthesize makes at once (memory grows with it)
+    count: int = _f(1, MAX_SOUNDS)  # the largest batch synthesize makes at once (memory grows with it)
     seed: int = _f(0)
     tempo_bpm: float = _f(1, 1000)
     reverb_room_size: float = _f(0, 1)

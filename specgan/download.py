@@ -7,19 +7,22 @@ import logging
 import tarfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 from specgan.atomic import atomic_dir, check_out_dir, write_json
-from specgan.audio import is_kept_name
+from specgan.audio import is_kept_name, list_audio
 from specgan.config import DownloadConfig
 from specgan.errors import DownloadError, UnsafeArchiveError
 from specgan.hashing import file_sha256
+from specgan.redact import redact_url
 from specgan.storage import s3_client, split_s3_url
 
 log = logging.getLogger(__name__)
@@ -49,42 +52,55 @@ def download(source: str, out_dir: str | Path, cfg: DownloadConfig, sha256: str 
         part = out_dir.parent / f".{out_dir.name}.{hashlib.sha256(source.encode()).hexdigest()[:12]}.part"
         _fetch_remote(source, part, cfg)
         try:
-            return _from_archive(part, out_dir, source, sha256)
+            return _from_archive(part, out_dir, source, sha256, cfg)
         finally:
             part.unlink(missing_ok=True)
+            _validator_file(part).unlink(missing_ok=True)
     path = Path(source.removeprefix("file://")).expanduser()
     if path.is_dir():
         if sha256:
             raise DownloadError("data.sha256 applies to archives, but the source is a folder")
         return _from_folder(path, out_dir, source)
     if path.is_file():
-        return _from_archive(path, out_dir, source, sha256)
+        return _from_archive(path, out_dir, source, sha256, cfg)
     raise DownloadError(f"dataset source not found: {source}")
 
 
 def _fetch_remote(url: str, part: Path, cfg: DownloadConfig) -> None:
-    """Download to ``part`` with retries and backoff; resumes with a Range request when possible."""
+    """Download to ``part`` with retries and backoff, within ``cfg.deadline_s`` for the whole transfer; resumes
+    with a Range request guarded by If-Range, so a file that changed on the server restarts instead of being
+    spliced onto the old part."""
     part.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + cfg.deadline_s
     for attempt in range(1, cfg.retries + 1):
         try:
             if url.startswith("s3://"):
                 _fetch_s3(url, part)
             else:
-                _fetch_http(url, part, cfg.timeout_s)
+                _fetch_http(url, part, cfg.timeout_s, deadline)
             return
-        except (_Transient, requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
-            if attempt == cfg.retries:
-                part.unlink(missing_ok=True)
+        except requests.TooManyRedirects:
+            raise DownloadError(f"{url}: too many redirects (a redirect loop?)") from None
+        except (_Transient, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError) as exc:  # read1 raises urllib3's own errors
+            exc = _first_line(exc)
+            if attempt == cfg.retries:  # the part file stays: the next run resumes it (If-Range guards it)
                 raise DownloadError(f"{url}: failed after {attempt} attempts: {exc}") from None
             delay = cfg.backoff_s * 2 ** (attempt - 1)
             log.warning("download attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
             time.sleep(delay)
 
 
-def _fetch_http(url: str, part: Path, timeout_s: float) -> None:
+def _validator_file(part: Path) -> Path:
+    return part.with_name(part.name + ".validator")
+
+
+def _fetch_http(url: str, part: Path, timeout_s: float, deadline: float) -> None:
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    sidecar = _validator_file(part)
+    validator = sidecar.read_text() if sidecar.exists() else ""
+    # Resume only a part whose version is known: If-Range makes the server send the whole new file if it changed.
+    headers = {"Range": f"bytes={have}-", "If-Range": validator} if have and validator else {}
     with requests.get(url, stream=True, timeout=timeout_s, headers=headers) as resp:
         if resp.status_code == 416:  # our partial file is stale or complete: start over
             part.unlink(missing_ok=True)
@@ -94,14 +110,22 @@ def _fetch_http(url: str, part: Path, timeout_s: float) -> None:
         if resp.status_code >= 400:
             part.unlink(missing_ok=True)
             raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
-        resumed = resp.status_code == 206
+        resumed = resp.status_code == 206 and bool(headers)
         start = have if resumed else 0
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length else None
+        if not resumed:
+            new = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
+            sidecar.write_text(new) if new else sidecar.unlink(missing_ok=True)
         with open(part, "ab" if resumed else "wb") as fh, _bar(total, start, url) as bar:
-            for chunk in resp.iter_content(CHUNK):
+            # read1: at most one socket read per call, so a server that drips bytes (and so never trips the
+            # per-read timeout) still lets the deadline be checked as each piece arrives.
+            while chunk := resp.raw.read1(CHUNK, decode_content=True):
                 fh.write(chunk)
                 bar.update(len(chunk))
+                if time.monotonic() > deadline:
+                    raise DownloadError(f"{url}: not finished within download.deadline_s; the partial file is "
+                                        "kept and the next run resumes it")
         got = part.stat().st_size
         if total is not None and got < total:
             raise _Transient(f"connection closed after {got} of {total} bytes")
@@ -130,21 +154,21 @@ def _bar(total: int | None, initial: int, label: str) -> tqdm:
                 desc=f"download {label.rsplit('/', 1)[-1]}", leave=False)
 
 
-def _from_archive(archive: Path, out_dir: Path, source: str, sha256: str) -> DownloadResult:
+def _from_archive(archive: Path, out_dir: Path, source: str, sha256: str, cfg: DownloadConfig) -> DownloadResult:
     actual = file_sha256(archive)
     if sha256 and actual.lower() != sha256.lower():
         raise DownloadError(f"{source}: sha256 mismatch: expected {sha256}, got {actual}")
     with atomic_dir(out_dir, "download", (archive,)) as tmp:
-        listing = _extract(archive, tmp)
+        listing = _extract(archive, tmp, cfg)
         return _finish(tmp, out_dir, listing, source, actual)
 
 
 def _from_folder(folder: Path, out_dir: Path, source: str) -> DownloadResult:
     with atomic_dir(out_dir, "download", (folder,)) as tmp:
         listing = []
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink() and is_kept_name(path.name):
-                rel = path.relative_to(folder).as_posix()
+        for rel in list_audio(folder, keep=is_kept_name):  # symlinked folders followed; linked files not
+            path = folder / rel
+            if path.is_file() and not path.is_symlink():
                 with open(path, "rb") as fh:
                     listing.append((rel, _copy_stream(fh, tmp / rel)))
         return _finish(tmp, out_dir, listing, source, "")
@@ -154,18 +178,12 @@ def _finish(tmp: Path, out_dir: Path, listing: list[tuple[str, str]], source: st
             archive_sha: str) -> DownloadResult:
     if not listing:
         raise DownloadError(f"{source}: no audio files found")
-    version = hashlib.sha256("\n".join(f"{r} {h}" for r, h in sorted(listing)).encode()).hexdigest()
-    write_json(tmp / SOURCE_INFO, {"source": _redact(source), "archive_sha256": archive_sha,
+    # surrogateescape: a file name that is not UTF-8 is hashed as its bytes (features rejects it with a reason)
+    version = hashlib.sha256("\n".join(f"{r} {h}" for r, h in sorted(listing)).encode("utf-8", "surrogateescape")
+                             ).hexdigest()
+    write_json(tmp / SOURCE_INFO, {"source": redact_url(source), "archive_sha256": archive_sha,
                                    "n_files": len(listing), "data_version": version})
     return DownloadResult(out_dir, len(listing), version, archive_sha)
-
-
-def _redact(source: str) -> str:
-    """Drop any user:password@ part of a URL before it is recorded."""
-    if "://" in source and "@" in source.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = source.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return source
 
 
 def _copy_stream(src: BinaryIO, dest: Path) -> str:
@@ -184,39 +202,90 @@ def _check_member_name(name: str) -> None:
         raise UnsafeArchiveError(f"archive member {name!r} has an absolute or parent path: refused")
 
 
-def _extract(archive: Path, dest: Path) -> list[tuple[str, str]]:
-    """Check every member first, then extract only regular audio files."""
-    if tarfile.is_tarfile(archive):
-        return list(_extract_tar(archive, dest))
+COMPRESSION = ((b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+TAR_END = 1024  # a tar ends with two zero blocks of 512 bytes
+
+
+def _compression(archive: Path) -> str:
+    """The archive's compression from its first bytes ("" for none)."""
+    with open(archive, "rb") as fh:
+        head = fh.read(6)
+    return next((kind for magic, kind in COMPRESSION if head.startswith(magic)), "")
+
+
+def _extract(archive: Path, dest: Path, cfg: DownloadConfig) -> list[tuple[str, str]]:
+    """Verify the whole archive, check every member, then extract only regular audio files."""
+    kind = _compression(archive)
+    if kind or tarfile.is_tarfile(archive):
+        return list(_extract_tar(archive, dest, kind, cfg))
     if zipfile.is_zipfile(archive):
-        return list(_extract_zip(archive, dest))
-    raise DownloadError(f"{archive.name}: not a tar, tar.gz or zip archive")
+        return list(_extract_zip(archive, dest, cfg))
+    raise DownloadError(f"{archive.name}: not a tar, tar.gz, tar.bz2, tar.xz or zip archive, or a truncated one")
 
 
-def _extract_tar(archive: Path, dest: Path) -> Iterator[tuple[str, str]]:
+def _check_limits(name: str, n_members: int, total: int, archive_size: int, cfg: DownloadConfig) -> None:
+    if n_members > cfg.max_members:
+        raise UnsafeArchiveError(f"{name}: {n_members} members, more than download.max_members {cfg.max_members}")
+    if total > cfg.max_extracted_mb * 2**20:
+        raise UnsafeArchiveError(f"{name}: members hold {total / 2**20:.0f} MB, more than download.max_extracted_mb "
+                                 f"{cfg.max_extracted_mb:g}")
+    if total > cfg.max_ratio * max(archive_size, 1):
+        raise UnsafeArchiveError(f"{name}: members hold {total / max(archive_size, 1):.0f}x the archive's size, "
+                                 f"more than download.max_ratio {cfg.max_ratio:g}")
+
+
+def _verify_tar_stream(archive: Path, kind: str, end: int) -> None:
+    """Read the whole (decompressed) stream: every compressed block and its checksum, and the tar's end
+    marker where the last member header said the archive ends (a cut at a member boundary, or a corrupt
+    header that ends the member list early, would otherwise pass as a shorter archive)."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open, "": open}[kind]
+    pos, tail = 0, b""
+    with opener(archive, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            if pos + len(block) > end and len(tail) < TAR_END:
+                start = max(end - pos, 0)
+                tail += block[start:start + TAR_END - len(tail)]
+            pos += len(block)
+    if len(tail) < TAR_END or tail.count(0) != TAR_END:
+        raise DownloadError(f"{archive.name}: truncated or corrupt tar archive (no end marker after the last "
+                            "member)")
+
+
+def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> Iterator[tuple[str, str]]:
+    import lzma
+
+    label = f"tar.{kind}" if kind else "tar"
     try:
         with tarfile.open(archive) as tf:
             members = tf.getmembers()
+            _check_limits(archive.name, len(members), sum(m.size for m in members if m.isfile()),
+                          archive.stat().st_size, cfg)
             for m in members:
                 _check_member_name(m.name)
                 if m.issym() or m.islnk():
                     raise UnsafeArchiveError(f"archive member {m.name!r} is a link: refused")
                 if not (m.isfile() or m.isdir()):
                     raise UnsafeArchiveError(f"archive member {m.name!r} is a device or special file: refused")
+            _verify_tar_stream(archive, kind, tf.offset)
             for m in members:
                 if m.isfile() and is_kept_name(m.name):
                     src = tf.extractfile(m)
                     assert src is not None
                     rel = Path(m.name).as_posix()
                     yield rel, _copy_stream(src, dest / rel)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DownloadError(f"{archive.name}: corrupt tar archive ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+        raise DownloadError(f"{archive.name}: corrupt {label} archive ({_first_line(exc)})") from None
 
 
-def _extract_zip(archive: Path, dest: Path) -> Iterator[tuple[str, str]]:
+def _extract_zip(archive: Path, dest: Path, cfg: DownloadConfig) -> Iterator[tuple[str, str]]:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
+            _check_limits(archive.name, len(infos), sum(i.file_size for i in infos), archive.stat().st_size, cfg)
             for info in infos:
                 _check_member_name(info.filename)
                 kind = (info.external_attr >> 16) & 0o170000
@@ -228,8 +297,12 @@ def _extract_zip(archive: Path, dest: Path) -> Iterator[tuple[str, str]]:
                 if not info.is_dir() and is_kept_name(info.filename):
                     with zf.open(info) as src:
                         yield info.filename, _copy_stream(src, dest / info.filename)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DownloadError(f"{archive.name}: corrupt zip archive ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # CRC checked as each member is read
+        raise DownloadError(f"{archive.name}: corrupt zip archive ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def read_source_info(data_dir: str | Path) -> dict:

@@ -26,7 +26,7 @@ import torch
 import torchaudio
 
 from specgan.atomic import write_json
-from specgan.audio import list_audio, read_labels
+from specgan.audio import list_audio, read_labels, unusable_reason
 from specgan.config import EvaluateConfig, FeaturesConfig, RenderConfig
 from specgan.errors import SpecganError
 from specgan.hashing import file_sha256
@@ -46,13 +46,16 @@ class RealSet:
     labels: list[str]
 
 
-def load_real(data_dir: str | Path, split: str, cfg: FeaturesConfig, min_clips: int = 4) -> RealSet:
+def load_real(data_dir: str | Path, split: str, cfg: FeaturesConfig, min_clips: int = 4,
+              labels_mode: str = "manifest") -> RealSet:
     """Decode a split's clips exactly as the features step does (rejected clips and exact duplicates are
     skipped); fewer than ``min_clips`` distinct usable clips is an EvaluateError."""
     data_dir = Path(data_dir)
-    labels = read_labels(data_dir)
+    labels = read_labels(data_dir, labels_mode)
     clips, names, seen, dupes = [], [], set(), 0
     for rel in list_audio(data_dir, split):
+        if unusable_reason(data_dir / rel, rel):
+            continue
         try:
             clip, _ = load_clip(data_dir / rel, cfg)
         except RejectedClip:
@@ -191,9 +194,9 @@ def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.nda
 
 
 def predict_classes(audio: np.ndarray, data_dir: str | Path, train_split: str, feat: FeaturesConfig,
-                    cfg: EvaluateConfig) -> list[str] | None:
+                    cfg: EvaluateConfig, labels_mode: str = "manifest") -> list[str] | None:
     """Each clip's most likely drum class by the evaluation's classifier; None when the data is unlabelled."""
-    train = load_real(data_dir, train_split, feat)
+    train = load_real(data_dir, train_split, feat, labels_mode=labels_mode)
     if not all(train.labels) or len(set(train.labels)) < 2:
         return None
     desc = Descriptors(cfg, feat.sample_rate)
@@ -202,8 +205,10 @@ def predict_classes(audio: np.ndarray, data_dir: str | Path, train_split: str, f
 
 
 def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg: EvaluateConfig,
-                   sample_rate: int) -> dict:
-    """All metrics of ``generated`` clips, with the real-against-real baselines and flags."""
+                   sample_rate: int, requested: list[str] | None = None) -> dict:
+    """All metrics of ``generated`` clips, with the real-against-real baselines and flags. ``requested``: the
+    class each clip was asked for (a conditional model), scored by the classifier against its accuracy on the
+    held-out real clips."""
     desc = Descriptors(cfg, sample_rate)
     gen_vec, held_vec, train_vec = (desc.vectors(a) for a in (generated, heldout.audio, train.audio))
     flat = lambda a: desc.logmel(a).flatten(1).double().numpy()  # noqa: E731
@@ -236,24 +241,46 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
         m["inception_score"] = gen_scores["inception_score"]
         m["inception_score_real"] = real_scores["inception_score"]
         m["class_share"] = gen_scores["class_share"]
+        if requested is not None:
+            m.update(conditional_accuracy(drum_classifier(train_vec, train.labels), gen_vec, requested,
+                                          held_vec, heldout.labels))
     return m
 
 
+def conditional_accuracy(clf, gen_vec: np.ndarray, requested: list[str], held_vec: np.ndarray,
+                         held_labels: list[str]) -> dict:
+    """How often the classifier hears the class a conditional model was asked for (overall and per class),
+    beside its accuracy on real held-out clips and chance (one over the number of classes)."""
+    pred = np.asarray(clf.predict(gen_vec)).astype(str)
+    want = np.asarray(requested).astype(str)
+    by_class = {c: float((pred[want == c] == c).mean()) for c in sorted(set(requested))}
+    out = {"conditional_accuracy": float((pred == want).mean()), "conditional_accuracy_by_class": by_class,
+           "conditional_chance": 1.0 / len(clf.classes_)}
+    if all(held_labels):
+        out["classifier_accuracy_real"] = float((np.asarray(clf.predict(held_vec)).astype(str)
+                                                 == np.asarray(held_labels).astype(str)).mean())
+    return out
+
+
 def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
-                 train_split: str, render: RenderConfig, log_to_mlflow: bool = True) -> dict:
-    """Generate ``n_generated`` clips through the render path and write the metrics JSON (and to MLflow)."""
+                 train_split: str, render: RenderConfig, log_to_mlflow: bool = True,
+                 labels_mode: str = "manifest") -> dict:
+    """Generate ``n_generated`` clips through the render path (a conditional model: every class in turn) and
+    write the metrics JSON (and to MLflow)."""
     from specgan.synthesis import DrumGenerator, sample_seeds
 
     gen = DrumGenerator.load(generator_path)
     feat = gen.features
     z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
-    audio = fit_length(gen.audio(z, render).cpu().numpy(), feat.clip_samples)
-    heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout)
-    train = load_real(data_dir, train_split, feat)
+    y = gen.class_ids(None, cfg.n_generated)
+    audio = fit_length(gen.audio(z, render, y).cpu().numpy(), feat.clip_samples)
+    heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout, labels_mode)
+    train = load_real(data_dir, train_split, feat, labels_mode=labels_mode)
     if train_split == "all" or train_split == cfg.real_split:
         log.warning("the held-out split %r is part of the training split %r: the nn_train baseline and the "
                     "memorization flag mean nothing", cfg.real_split, train_split)
-    metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate)
+    requested = None if y is None else [gen.classes[i] for i in y.tolist()]
+    metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate, requested)
     metrics["run_id"] = gen.provenance.get("run_id", "")
     metrics["generator_sha256"] = file_sha256(Path(generator_path))
     metrics["iterations"] = int(gen.provenance.get("iterations", 0))

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from specgan.atomic import atomic_dir, atomic_path, check_out_dir, write_json
-from specgan.audio import list_audio, read_labels
+from specgan.audio import list_audio, printable_name, read_labels, unusable_reason
 from specgan.config import FeaturesConfig
 from specgan.errors import FeaturesError
 from specgan.running_stats import RunningStats
@@ -65,7 +65,7 @@ def select_files(data_dir: str | Path, split: str) -> list[str]:
 
 def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_shards: int,
                     split: str, cfg: FeaturesConfig, all_files: list[str] | None = None,
-                    labels: dict[str, str] | None = None) -> ShardResult:
+                    labels: dict[str, str] | None = None, labels_mode: str = "manifest") -> ShardResult:
     """Featurize one shard: ``<stem>.npy`` [n, bins, frames] float32, ``<stem>.manifest.csv``,
     ``<stem>.rejects.csv`` and ``<stem>.stats.npz`` (sufficient statistics), each written atomically.
 
@@ -73,7 +73,7 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = shard_files(all_files if all_files is not None else select_files(data_dir, split), index, n_shards)
-    labels = labels if labels is not None else read_labels(data_dir)
+    labels = labels if labels is not None else read_labels(data_dir, labels_mode)
     stem = out_dir / shard_name(index, n_shards)
     row_shape = (cfg.n_bins, cfg.n_frames)
     stats = RunningStats(cfg.n_bins)
@@ -83,6 +83,10 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
         for start in range(0, len(files), CHUNK_CLIPS):
             clips = []
             for rel in files[start:start + CHUNK_CLIPS]:
+                reason = unusable_reason(data_dir / rel, rel)
+                if reason:
+                    rejects.append((printable_name(rel), reason))
+                    continue
                 try:
                     data = (data_dir / rel).read_bytes()
                     clip, meta = load_clip(rel, cfg, data)
@@ -137,15 +141,16 @@ def _shard_job(args: tuple) -> ShardResult:
 
 
 def run_features(data_dir: str | Path, out_dir: str | Path, cfg: FeaturesConfig, split: str,
-                 workers: int | None = None, metrics: str | Path | None = None) -> dict:
+                 workers: int | None = None, metrics: str | Path | None = None, labels_mode: str = "manifest") -> dict:
     """Featurize every shard with a process pool, then write rejects and a summary
-    (also to ``metrics``, a DVC metrics file, when given)."""
+    (also to ``metrics``, a DVC metrics file, when given). ``labels_mode`` is ``data.labels``: each clip's
+    class goes into the shard manifests."""
     t0 = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     check_out_dir(out_dir, "features", (data_dir,))
     files = select_files(data_dir, split)
     workers = workers or cfg.workers or os.cpu_count() or 1
-    labels = read_labels(data_dir)
+    labels = read_labels(data_dir, labels_mode)
     with atomic_dir(out_dir, "features", (data_dir,)) as tmp:
         jobs = [(data_dir, tmp, i, cfg.shards, split, cfg, files, labels) for i in range(cfg.shards)]
         results = []

@@ -26,9 +26,9 @@ class GanState:
     iteration: int = 0  # completed iterations (one G update each)
 
     @classmethod
-    def create(cls, model: ModelConfig, train: TrainConfig, device: torch.device) -> GanState:
+    def create(cls, model: ModelConfig, train: TrainConfig, device: torch.device, n_classes: int = 0) -> GanState:
         torch.manual_seed(train.seed)  # the same initial weights on every rank and every run
-        G, D = Generator(model).to(device), Discriminator(model).to(device)
+        G, D = Generator(model, n_classes).to(device), Discriminator(model, n_classes).to(device)
         o = train.optim
         # Fused Adam on CUDA (one kernel per optimizer step); the CPU keeps the default implementation.
         kw = {"betas": (o.beta1, o.beta2), "eps": o.eps, "fused": True if device.type == "cuda" else None}
@@ -85,22 +85,26 @@ class GanStep:
         """Latent vectors uniform on [-1, 1]."""
         return torch.rand(n, self.latent, generator=gen, device=device) * 2 - 1
 
-    def d_update(self, real: torch.Tensor, gen: torch.Generator,
-                 index: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def d_update(self, real: torch.Tensor, gen: torch.Generator, index: int = 0,
+                 y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One D update. A conditional model's fakes take the real batch's classes ``y`` (the data's class
+        balance, and a gradient penalty between a real and a fake of the same class)."""
         n, dev = real.shape[0], real.device
         with torch.no_grad(), self.autocast():
-            fake = self.s.G(self.z(n, gen, dev)).to(real.dtype)
+            fake = self.s.G(*self._cond(self.z(n, gen, dev), y)).to(real.dtype)
         # Lazy R1 on D updates number 0, k, 2k, ... (counted from the saved iteration: resume is exact).
         r1 = bool(self.r1_weight) and index % self.r1_every == 0
         if r1:
             real = real.detach().requires_grad_(True)
         with self.autocast():
-            scores = self.d_net(torch.cat([real, fake])).float()  # one forward: real and fake together
+            both = None if y is None else torch.cat([y, y])
+            scores = self.d_net(*self._cond(torch.cat([real, fake]), both)).float()  # one forward: real and fake
             real_s, fake_s = scores[:n], scores[n:]
             if self.wgan:
                 alpha = torch.rand(n, generator=gen, device=dev)
                 loss = losses.wgan_d_loss(real_s, fake_s)
-                loss = loss + self.gp_weight * losses.gradient_penalty(self.d_net, real, fake, alpha).float()
+                critic = self.d_net if y is None else (lambda x: self.d_net(x, y))
+                loss = loss + self.gp_weight * losses.gradient_penalty(critic, real, fake, alpha).float()
             else:
                 loss = losses.dcgan_d_loss(real_s, fake_s)
             if r1:
@@ -111,11 +115,17 @@ class GanStep:
         self.s.opt_d.step()
         return loss.detach(), real_s.detach(), fake_s.detach()
 
-    def g_update(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    @staticmethod
+    def _cond(x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """Network arguments: ``(x,)`` unconditionally, ``(x, y)`` for a conditional model."""
+        return (x,) if y is None else (x, y)
+
+    def g_update(self, n: int, gen: torch.Generator, device: torch.device,
+                 y: torch.Tensor | None = None) -> torch.Tensor:
         self.d_frozen.requires_grad_(False)
         try:
             with self.autocast():
-                scores = self.d_frozen(self.g_net(self.z(n, gen, device))).float()
+                scores = self.d_frozen(*self._cond(self.g_net(*self._cond(self.z(n, gen, device), y)), y)).float()
                 loss = losses.wgan_g_loss(scores) if self.wgan else losses.dcgan_g_loss(scores)
             self.s.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -125,10 +135,13 @@ class GanStep:
             self.d_frozen.requires_grad_(True)
         return loss.detach()
 
-    def __call__(self, real_batches: list[torch.Tensor], gen: torch.Generator) -> StepOutput:
-        for k, real in enumerate(real_batches):
-            d_loss, real_s, fake_s = self.d_update(real, gen, self.s.iteration * len(real_batches) + k)
-        g_loss = self.g_update(real_batches[0].shape[0], gen, real_batches[0].device)
+    def __call__(self, real_batches: list[torch.Tensor], gen: torch.Generator,
+                 labels: list[torch.Tensor] | None = None) -> StepOutput:
+        """``labels``: the class of every real clip, one tensor per batch (conditional models only)."""
+        ys = labels or [None] * len(real_batches)
+        for k, (real, y) in enumerate(zip(real_batches, ys, strict=True)):
+            d_loss, real_s, fake_s = self.d_update(real, gen, self.s.iteration * len(real_batches) + k, y)
+        g_loss = self.g_update(real_batches[0].shape[0], gen, real_batches[0].device, ys[0])
         self.s.iteration += 1
         if not self.wgan:
             real_s, fake_s = torch.sigmoid(real_s), torch.sigmoid(fake_s)

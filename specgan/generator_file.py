@@ -1,7 +1,8 @@
 """The one reader and writer of ``generator.pt``, the trained model's file.
 
 It holds what defines the model and nothing a user sets at the time of use: the weights, the model,
-feature and normalization configs, the normalization stats, provenance and a format version. Render,
+feature and normalization configs, the normalization stats, the class names of a conditional model,
+provenance and a format version. Render,
 evaluate, synthesize and serving settings come from params (or the command line) when they run.
 Files are read with ``torch.load(weights_only=True)``: no code runs from them."""
 
@@ -18,7 +19,7 @@ from specgan.errors import SpecganError
 
 FORMAT = "specgan-generator"
 VERSION = 2  # 1: the first files, which had no format key and carried the render settings
-KEYS = ("state_dict", "model", "features", "normalize", "stats", "provenance")
+KEYS = ("state_dict", "model", "features", "normalize", "stats", "provenance", "classes")
 
 
 class GeneratorFileError(SpecganError):
@@ -26,12 +27,13 @@ class GeneratorFileError(SpecganError):
 
 
 def write_generator(dest: str | Path, state_dict: dict[str, torch.Tensor], model: Any, features: Any,
-                    normalize: Any, stats: dict, provenance: dict) -> Path:
+                    normalize: Any, stats: dict, provenance: dict, classes: tuple[str, ...] = ()) -> Path:
     """Write the generator atomically (configs are the params dataclasses; tensors go to the CPU)."""
     payload = {"format": FORMAT, "format_version": VERSION,
                "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
                "model": dataclasses.asdict(model), "features": dataclasses.asdict(features),
-               "normalize": dataclasses.asdict(normalize), "stats": stats, "provenance": dict(provenance)}
+               "normalize": dataclasses.asdict(normalize), "stats": stats, "provenance": dict(provenance),
+               "classes": [str(c) for c in classes]}
     dest = Path(dest)
     with atomic_path(dest) as tmp:
         torch.save(payload, tmp)

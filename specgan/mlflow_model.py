@@ -23,7 +23,8 @@ REQUEST_PARAMS = ("griffin_lim_iters", "momentum")  # render settings a request 
 
 
 class SpecGanModel(mlflow.pyfunc.PythonModel):
-    """predict(DataFrame with an integer ``seed`` column) -> float32 [rows, samples] audio."""
+    """predict(DataFrame with an integer ``seed`` column, and for a conditional model an optional ``class``
+    column; default every class in turn) -> float32 [rows, samples] audio."""
 
     def load_context(self, context: Any) -> None:
         import torch
@@ -42,10 +43,31 @@ class SpecGanModel(mlflow.pyfunc.PythonModel):
         return build_section(RenderConfig, raw, "render")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
-        if "seed" not in model_input:
-            raise ValueError("input needs an integer 'seed' column: one sound per row")
+        """A request beyond ``MAX_SOUNDS`` rows, without seeds, or with an unknown class is refused with an
+        error the scoring server answers as HTTP 400 (bounded memory: one row is one clip)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from specgan.config import MAX_SOUNDS, ConfigError
+        from specgan.errors import SpecganError
+
+        def refuse(message: str) -> MlflowException:
+            return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+        if "seed" not in model_input or len(model_input) == 0:
+            raise refuse("input needs an integer 'seed' column: one sound per row")
+        if len(model_input) > MAX_SOUNDS:
+            raise refuse(f"{len(model_input)} rows: at most {MAX_SOUNDS} sounds a request")
         seeds = [int(s) for s in model_input["seed"]]
-        audio = self.generator.audio(self.generator.latents(seeds), self.render_config(params))
+        names = None
+        if "class" in model_input and model_input["class"].notna().any():
+            names = [str(c) for c in model_input["class"]]
+        try:
+            y = self.generator.class_ids(names, len(seeds))
+            render = self.render_config(params)
+        except (SpecganError, ConfigError) as exc:
+            raise refuse(str(exc)) from None
+        audio = self.generator.audio(self.generator.latents(seeds), render, y)
         return audio.cpu().numpy().astype(np.float32)
 
 
@@ -65,6 +87,10 @@ def log_generator_model(generator_path: str | Path, render: Any, synthesize: Any
     audio = probe.predict(None, example)
     signature = mlflow.models.infer_signature(example, audio, params={k: settings["render"][k]
                                                                       for k in REQUEST_PARAMS})
+    if probe.generator.conditional:  # the class column is optional: without it, every class in turn
+        from mlflow.types.schema import ColSpec, Schema
+
+        signature.inputs = Schema([ColSpec("long", "seed"), ColSpec("string", "class", required=False)])
     pkg = Path(specgan.__file__).parent
     return mlflow.pyfunc.log_model(
         name=MODEL_NAME_IN_RUN, python_model=SpecGanModel(), artifacts={ARTIFACT_KEY: str(generator_path)},

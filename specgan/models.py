@@ -17,20 +17,26 @@ def _same(kernel_size: int) -> int:
 
 
 class Generator(nn.Module):
-    """z [B, latent] in [-1, 1] -> [B, 1, 128, 128] (time x frequency) in [-1, 1]."""
+    """z [B, latent] in [-1, 1] -> [B, 1, 128, 128] (time x frequency) in [-1, 1].
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    With ``n_classes`` (``model.conditional``) the class enters as a one-hot vector beside z, as in the
+    conditional GAN of Mirza and Osindero (2014)."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int = 0) -> None:
         super().__init__()
         d, k = cfg.model_dim, cfg.kernel_size
         self.top = 16 * d
-        self.fc = nn.Linear(cfg.latent_dim, BASE * BASE * self.top)
+        self.n_classes = n_classes
+        self.fc = nn.Linear(cfg.latent_dim + n_classes, BASE * BASE * self.top)
         chans = [16 * d, 8 * d, 4 * d, 2 * d, d, 1]
         self.ups = nn.ModuleList(
             nn.ConvTranspose2d(chans[i], chans[i + 1], k, stride=2, padding=_same(k), output_padding=1)
             for i in range(N_LAYERS))
         init_glorot(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_classes:
+            z = torch.cat([z, nn.functional.one_hot(y, self.n_classes).to(z.dtype)], dim=1)
         x = torch.relu(self.fc(z)).view(z.shape[0], self.top, BASE, BASE)
         for i, up in enumerate(self.ups):
             x = up(x)
@@ -39,9 +45,12 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """[B, 1, 128, 128] -> [B] logits (no batch norm)."""
+    """[B, 1, 128, 128] -> [B] logits (no batch norm).
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    With ``n_classes`` it is a projection discriminator (Miyato and Koyama 2018, "cGANs with Projection
+    Discriminator"): the logit gains the inner product of a class embedding with the sum-pooled features."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int = 0) -> None:
         super().__init__()
         d, k = cfg.model_dim, cfg.kernel_size
         chans = [1, d, 2 * d, 4 * d, 8 * d, 16 * d]
@@ -50,20 +59,30 @@ class Discriminator(nn.Module):
         self.slope = cfg.leaky_slope
         self.group = cfg.minibatch_std
         self.fc = nn.Linear(BASE * BASE * (16 * d + (1 if self.group else 0)), 1)
+        self.n_classes = n_classes
+        self.embed = nn.Embedding(n_classes, 16 * d) if n_classes else None
         init_glorot(self)
+        if self.embed is not None:
+            nn.init.xavier_uniform_(self.embed.weight)
         if cfg.spectral_norm:  # after the init: the parametrization wraps the initialized weights
             from torch.nn.utils.parametrizations import spectral_norm
 
             for i, conv in enumerate(self.convs):
                 self.convs[i] = spectral_norm(conv)
             self.fc = spectral_norm(self.fc)
+            if self.embed is not None:
+                self.embed = spectral_norm(self.embed)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         for conv in self.convs:
             x = nn.functional.leaky_relu(conv(x), self.slope)
+        h = x
         if self.group:
             x = torch.cat([x, minibatch_std(x, self.group)], dim=1)
-        return self.fc(x.flatten(1)).squeeze(1)
+        out = self.fc(x.flatten(1)).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
+        return out
 
 
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:

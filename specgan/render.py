@@ -16,7 +16,7 @@ from specgan.atomic import atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.config import EvaluateConfig, RenderConfig
 from specgan.data import to_db
 from specgan.plots import spectrogram_grid, waveforms_and_spectrograms
-from specgan.synthesis import DrumGenerator, sample_seeds
+from specgan.synthesis import LATENTS, DrumGenerator, sample_seeds, save_latents
 
 GALLERY = "index.html"
 
@@ -73,20 +73,22 @@ img{{max-width:100%}}td,th{{padding:.2em .8em;text-align:right}}</style></head>
 
 def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n_samples: int | None = None,
            metrics_path: str | Path | None = None, data_dir: str | Path | None = None, train_split: str = "train",
-           eval_cfg: EvaluateConfig | None = None, log_to_mlflow: bool = True) -> dict:
+           eval_cfg: EvaluateConfig | None = None, log_to_mlflow: bool = True, labels_mode: str = "manifest") -> dict:
     """Write ``sample_XXX.wav``, ``waveforms.png``, ``spectrograms.png`` and ``index.html`` to ``out_dir``.
 
     ``cfg`` (params' ``render``) decides the seeds and the Griffin-Lim settings; ``metrics_path`` (the evaluate
     step's JSON) adds the evaluation to the gallery; ``data_dir`` (labelled) with ``eval_cfg`` adds each sample's
-    predicted class."""
+    predicted class. ``latents.npz`` keeps each sample's z (and class) for ``specgan synthesize --z``."""
     check_out_dir(out_dir, "render", tuple(p for p in (generator_path, metrics_path, data_dir) if p))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gen = DrumGenerator.load(generator_path, device)
     n = n_samples or cfg.n_samples
     seeds = sample_seeds(cfg.seed, n)
     z = gen.latents(seeds)
-    specs = gen.spectrograms(z)
-    audio = gen.audio(z, cfg).cpu().numpy()
+    y = gen.class_ids(None, n)  # a conditional model: every class in turn
+    asked = None if y is None else [gen.classes[i] for i in y.tolist()]
+    specs = gen.spectrograms(z, y)
+    audio = gen.audio(z, cfg, y).cpu().numpy()
     f = gen.features
     sr = f.sample_rate
     names = [f"sample_{i:03d}.wav" for i in range(n)]
@@ -95,7 +97,10 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
     if data_dir is not None and eval_cfg is not None:
         from specgan.evaluate import predict_classes
 
-        classes = predict_classes(audio, data_dir, train_split, f, eval_cfg)
+        classes = predict_classes(audio, data_dir, train_split, f, eval_cfg, labels_mode)
+    if asked is not None:
+        classes = [f"{c} (asked {a})" for c, a in zip(classes, asked, strict=True)] if classes else \
+            [f"asked {a}" for a in asked]
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, "render") as tmp:
         wavs = [wav_bytes(a, sr) for a in audio]
@@ -103,7 +108,9 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
             (tmp / name).write_bytes(data)
         waveforms_and_spectrograms(audio, sr, tmp / "waveforms.png", names)
         spectrogram_grid(to_db(specs, gen.stats, gen.normalize), tmp / "spectrograms.png", "generated spectrograms",
-                         [n[:-4] for n in names], sr, f.hop_length, f.n_fft)
+                         [n[:-4] + (f" {asked[i]}" if asked else "") for i, n in enumerate(names)], sr,
+                         f.hop_length, f.n_fft)
+        save_latents(tmp / LATENTS, z, y, gen.classes)
         info = {"samples": n, "seeds": f"{seeds[0]}..{seeds[-1]}", "sample rate": sr,
                 "griffin-lim iterations": cfg.griffin_lim_iters, "griffin-lim momentum": cfg.momentum,
                 **gen.provenance}
@@ -112,6 +119,7 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
         with atomic_path(tmp / GALLERY) as page_tmp:
             page_tmp.write_text(page)
         write_json(tmp / "render.json", {"seeds": seeds, "files": names, "sample_rate": sr, "classes": classes,
+                                         "asked_classes": asked, "latents": LATENTS,
                                          "griffin_lim_iters": cfg.griffin_lim_iters,
                                          "run_id": gen.provenance.get("run_id", "")})
     run_id = gen.provenance.get("run_id")

@@ -12,6 +12,7 @@ import torch
 from specgan.atomic import atomic_path
 from specgan.config import Params
 from specgan.gan import GanState, StepOutput, grad_norm
+from specgan.redact import redact_params
 from specgan.stats import NormStats
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class RunLog:
                 log.warning("MLflow run %s not found on this server; starting a new run", self.run_id)
         run = start_run(tags={"git_commit": git_commit(), **tags})
         self.run_id = run.info.run_id
-        mlflow.log_params(flatten(self.p.to_dict()))
+        mlflow.log_params(flatten(redact_params(self.p.to_dict())))  # no credentials from URLs
         mlflow.log_params(extra_params)
 
     def step(self, state: GanState, out: StepOutput, rate: float, device: torch.device) -> list[float]:
@@ -78,21 +79,24 @@ class RunLog:
                 writer.writerow(LOG_FIELDS)
                 writer.writerows([[int(r[0]), int(r[1]), *r[2:]] for r in self.history])
 
-    def grid(self, state: GanState, device: torch.device) -> Path:
-        """The fixed-z spectrogram grid of this epoch, as a PNG and (with its step) an MLflow image."""
+    def grid(self, state: GanState, device: torch.device, classes: tuple[str, ...] = ()) -> Path:
+        """The fixed-z spectrogram grid of this epoch, as a PNG and (with its step) an MLflow image; a
+        conditional model's tiles go through its classes in turn."""
         from specgan.data import to_db
         from specgan.plots import spectrogram_grid
 
         gen = torch.Generator(device=device).manual_seed(self.p.render.seed)
         z = torch.rand(GRID_SAMPLES, self.p.model.latent_dim, generator=gen, device=device) * 2 - 1
+        y = torch.arange(GRID_SAMPLES, device=device) % len(classes) if classes else None
         state.G.eval()
         with torch.no_grad():
-            db = to_db(state.G(z), self.stats, self.p.normalize)
+            db = to_db(state.G(z) if y is None else state.G(z, y), self.stats, self.p.normalize)
         state.G.train()
         f = self.p.features
+        names = [f"z #{i}" + (f" {classes[i % len(classes)]}" if classes else "") for i in range(GRID_SAMPLES)]
         dest = spectrogram_grid(db, self.out_dir / "grids" / f"epoch_{state.epoch:06d}.png",
                                 f"epoch {state.epoch}, iteration {state.iteration}",
-                                [f"z #{i}" for i in range(GRID_SAMPLES)], f.sample_rate, f.hop_length, f.n_fft)
+                                names, f.sample_rate, f.hop_length, f.n_fft)
         if self.mlflow:
             import matplotlib.image
 

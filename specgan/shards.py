@@ -21,3 +21,14 @@ def load_features(features_dir: str | Path) -> np.ndarray:
     """All shards concatenated in order (memory-mapped shards, one copy in memory)."""
     arrays = [np.load(stem.with_suffix(".npy"), mmap_mode="r") for stem in shard_stems(features_dir)]
     return np.concatenate(arrays, axis=0)
+
+
+def load_labels(features_dir: str | Path) -> list[str]:
+    """Each clip's class from the shard manifests, in the order of :func:`load_features` ("" = unlabelled)."""
+    import csv
+
+    labels: list[str] = []
+    for stem in shard_stems(features_dir):
+        with open(stem.with_suffix(".manifest.csv"), newline="") as fh:
+            labels.extend(row["label"] for row in csv.DictReader(fh))
+    return labels

@@ -11,6 +11,7 @@ import torchaudio
 
 from specgan.config import FeaturesConfig, ModelConfig, NormalizeConfig, RenderConfig
 from specgan.data import denormalize
+from specgan.errors import SpecganError
 from specgan.generator_file import GeneratorFileError, read_generator
 from specgan.models import Generator
 from specgan.stats import NormStats
@@ -71,6 +72,7 @@ class DrumGenerator:
     normalize: NormalizeConfig
     features: FeaturesConfig
     provenance: dict
+    classes: tuple[str, ...] = ()  # a conditional model's class names; empty for an unconditional one
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> DrumGenerator:
@@ -78,7 +80,8 @@ class DrumGenerator:
         payload = read_generator(path, device)
         try:
             model = ModelConfig(**payload["model"])
-            G = Generator(model)
+            classes = tuple(str(c) for c in payload["classes"])
+            G = Generator(model, len(classes) if model.conditional else 0)
             G.load_state_dict(payload["state_dict"])
             stats = NormStats.from_dict(payload["stats"])
             normalize, features = NormalizeConfig(**payload["normalize"]), FeaturesConfig(**payload["features"])
@@ -86,7 +89,7 @@ class DrumGenerator:
             raise GeneratorFileError(f"{path} is a damaged generator file ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:200]})") from None
         G.to(device).eval()
-        return cls(G, stats, model, normalize, features, dict(payload["provenance"]))
+        return cls(G, stats, model, normalize, features, dict(payload["provenance"]), classes)
 
     @property
     def device(self) -> torch.device:
@@ -98,12 +101,68 @@ class DrumGenerator:
               for s in seeds]
         return torch.stack(zs).to(self.device)
 
-    def spectrograms(self, z: torch.Tensor) -> torch.Tensor:
-        """[N, latent] -> [N, 1, 128, 128] normalized generator output."""
-        with torch.inference_mode():
-            return self.G(z.to(self.device, torch.float32)).float()
+    @property
+    def conditional(self) -> bool:
+        return bool(self.classes)
 
-    def audio(self, z: torch.Tensor, render: RenderConfig) -> torch.Tensor:
+    def class_ids(self, names: list[str] | None, n: int) -> torch.Tensor | None:
+        """Class indices for ``n`` sounds: the named classes (one name for all, or one per sound), or for a
+        conditional model without names every class in turn; None for an unconditional model."""
+        if not self.conditional:
+            if names:
+                raise SpecganError("this model is unconditional: a class needs a model trained with "
+                                   "model.conditional: true")
+            return None
+        if not names:
+            return torch.arange(n, device=self.device) % len(self.classes)
+        unknown = sorted(set(names) - set(self.classes))
+        if unknown:
+            raise SpecganError(f"unknown class {', '.join(unknown)}; this model knows {', '.join(self.classes)}")
+        names = names * n if len(names) == 1 else names
+        if len(names) != n:
+            raise SpecganError(f"{len(names)} class names for {n} sounds")
+        return torch.tensor([self.classes.index(c) for c in names], device=self.device)
+
+    def spectrograms(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, latent] (and a conditional model's [N] classes; default every class in turn) ->
+        [N, 1, 128, 128] normalized generator output."""
+        z = z.to(self.device, torch.float32)
+        if self.conditional and y is None:
+            y = self.class_ids(None, z.shape[0])
+        with torch.inference_mode():
+            return (self.G(z) if y is None else self.G(z, y.to(self.device))).float()
+
+    def audio(self, z: torch.Tensor, render: RenderConfig, y: torch.Tensor | None = None) -> torch.Tensor:
         """[N, latent] -> [N, samples] audio at ``features.sample_rate``, inverted with ``render``'s settings."""
-        mag = denormalize(self.spectrograms(z), self.stats, self.normalize)
+        mag = denormalize(self.spectrograms(z, y), self.stats, self.normalize)
         return invert(mag, self.features, render)
+
+
+LATENTS = "latents.npz"  # beside rendered or synthesized sounds: each sound's z (and class) to replay it
+
+
+def save_latents(dest: str | Path, z: torch.Tensor, y: torch.Tensor | None, classes: tuple[str, ...]) -> Path:
+    """Write each sound's z [N, latent] and, for a conditional model, its class name, as a .npz file."""
+    import numpy as np
+
+    names = np.asarray([classes[i] for i in y.tolist()] if y is not None else [], dtype=str)
+    dest = Path(dest)
+    with open(dest, "wb") as fh:
+        np.savez(fh, z=z.detach().cpu().numpy().astype(np.float32), classes=names)
+    return dest
+
+
+def load_latents(path: str | Path, latent_dim: int) -> tuple[torch.Tensor, list[str] | None]:
+    """z [N, latent] and class names (None when none were saved) from a latents file; one-line errors."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            z, names = np.asarray(data["z"], dtype=np.float32), [str(c) for c in data["classes"]]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SpecganError(f"{path} is not a latents file from specgan ({type(exc).__name__})") from None
+    if z.ndim != 2 or z.shape[1] != latent_dim or not np.isfinite(z).all() or len(z) == 0:
+        raise SpecganError(f"{path}: expected finite z of shape [N, {latent_dim}], got {list(z.shape)}")
+    if names and len(names) != len(z):
+        raise SpecganError(f"{path}: {len(names)} class names for {len(z)} latents")
+    return torch.from_numpy(z), names or None

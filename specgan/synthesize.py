@@ -13,7 +13,7 @@ from specgan.atomic import atomic_path
 from specgan.config import RenderConfig, SynthesizeConfig
 from specgan.errors import SpecganError
 from specgan.plots import waveforms_and_spectrograms
-from specgan.synthesis import DrumGenerator
+from specgan.synthesis import LATENTS, DrumGenerator, load_latents, save_latents
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -75,10 +75,18 @@ def _peak_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def synthesize(gen: DrumGenerator, out_dir: str | Path, cfg: SynthesizeConfig, render: RenderConfig,
-               reverb: Reverb | None = None, loop: bool = False) -> list[Path]:
-    """Write ``cfg.count`` sounds from seed ``cfg.seed`` as ``drum_XXX.wav`` (and ``loop.wav`` at
-    ``cfg.tempo_bpm``) and ``drums.png`` to ``out_dir``; returns the WAV paths."""
-    audio = gen.audio(gen.latents(list(range(cfg.seed, cfg.seed + cfg.count))), render).cpu().numpy()
+               reverb: Reverb | None = None, loop: bool = False, classes: list[str] | None = None,
+               z_file: str | Path | None = None) -> list[Path]:
+    """Write ``cfg.count`` sounds from seed ``cfg.seed`` (or the sounds of ``z_file``) as ``drum_XXX.wav``
+    (and ``loop.wav`` at ``cfg.tempo_bpm``), ``drums.png`` and their ``latents.npz`` to ``out_dir``; returns the
+    WAV paths. A conditional model makes the named ``classes`` (default: every class in turn)."""
+    if z_file is not None:
+        z, saved = load_latents(z_file, gen.model.latent_dim)
+        classes = classes or saved
+    else:
+        z = gen.latents(list(range(cfg.seed, cfg.seed + cfg.count)))
+    y = gen.class_ids(classes, z.shape[0])
+    audio = gen.audio(z, render, y).cpu().numpy()
     sr = gen.features.sample_rate
     if reverb is not None:
         audio = apply_reverb(audio, sr, reverb)
@@ -86,14 +94,17 @@ def synthesize(gen: DrumGenerator, out_dir: str | Path, cfg: SynthesizeConfig, r
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, clip in enumerate(audio):
-        written.append(_write_wav(out_dir / f"drum_{i:03d}.wav", clip, sr))
+        written.append(write_wav(out_dir / f"drum_{i:03d}.wav", clip, sr))
     if loop:
-        written.append(_write_wav(out_dir / "loop.wav", sequence(audio, sr, cfg.tempo_bpm), sr))
-    waveforms_and_spectrograms(audio, sr, out_dir / "drums.png", [p.name for p in written[:cfg.count]])
+        written.append(write_wav(out_dir / "loop.wav", sequence(audio, sr, cfg.tempo_bpm), sr))
+    names = [p.name + (f" ({gen.classes[i]})" if y is not None else "")
+             for p, i in zip(written, (y.tolist() if y is not None else [0] * len(audio)), strict=False)]
+    waveforms_and_spectrograms(audio, sr, out_dir / "drums.png", names)
+    save_latents(out_dir / LATENTS, z, y, gen.classes)
     return written
 
 
-def _write_wav(dest: Path, audio: np.ndarray, sample_rate: int) -> Path:
+def write_wav(dest: Path, audio: np.ndarray, sample_rate: int) -> Path:
     with atomic_path(dest, suffix=".wav") as tmp:
         sf.write(tmp, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16")
     return dest

@@ -11,6 +11,7 @@ from typing import Any
 import requests
 
 from specgan.errors import SpecganError
+from specgan.redact import redact_url
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "specgan"
@@ -33,7 +34,7 @@ def check_tracking(uri: str | None = None, timeout_s: float = 5.0) -> str:
             resp = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
             resp.raise_for_status()
         except requests.RequestException as exc:
-            raise TrackingError(f"MLflow tracking server {uri} is not reachable ({type(exc).__name__}); "
+            raise TrackingError(f"MLflow tracking server {redact_url(uri)} is not reachable ({type(exc).__name__}); "
                                 "start it or set MLFLOW_TRACKING_URI") from None
     return uri
 
@@ -57,7 +58,7 @@ def client_for_run(run_id: str, what: str):
         client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         logging.getLogger(__name__).warning("MLflow run %s is not on %s; %s not logged", run_id,
-                                            mlflow.get_tracking_uri(), what)
+                                            redact_url(mlflow.get_tracking_uri()), what)
         return None
     return client
 

@@ -25,8 +25,9 @@ from specgan.distributed import Dist, allreduce_gradients, barrier, check_ranks_
 from specgan.errors import TrainError
 from specgan.gan import GanState, GanStep, fast_step
 from specgan.generator_file import write_generator
+from specgan.redact import redact_params
 from specgan.run_log import LOG_FIELDS, RunLog
-from specgan.shards import load_features
+from specgan.shards import load_features, load_labels
 from specgan.stats import NormStats
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,12 @@ def epoch_generators(seed: int, epoch: int, rank: int, device: torch.device) -> 
     return shuffle, latent
 
 
-def export_generator(state: GanState, params: Params, stats: NormStats, dest: Path, provenance: dict) -> Path:
-    """The generator with what defines it: weights, stats, model and feature configs (see generator_file)."""
+def export_generator(state: GanState, params: Params, stats: NormStats, dest: Path, provenance: dict,
+                     classes: tuple[str, ...] = ()) -> Path:
+    """The generator with what defines it: weights, stats, model and feature configs, the class names of a
+    conditional model (see generator_file)."""
     return write_generator(dest, state.G.state_dict(), params.model, params.features, params.normalize,
-                           stats.to_dict(), provenance)
+                           stats.to_dict(), provenance, classes)
 
 
 class Trainer:
@@ -78,11 +81,12 @@ class Trainer:
         self.fp = fingerprint(params, self.stats)
         self.data = self._load_data(features_dir)
         self.n = self.data.shape[0]
+        self.classes, self.labels = self._load_labels(features_dir) if params.model.conditional else ((), None)
         self.iters_per_epoch = (self.n // self.cfg.batch_size) // self.cfg.optim.d_steps
         if self.iters_per_epoch == 0:
             raise TrainError(f"{self.n} clips are fewer than one iteration needs "
                              f"({self.cfg.batch_size} x {self.cfg.optim.d_steps} D steps)")
-        self.state = GanState.create(params.model, self.cfg, self.device)
+        self.state = GanState.create(params.model, self.cfg, self.device, len(self.classes))
         self.last_ckpt, ckpt = resume_point(self.ckpt_dir, resume, fresh, self.fp, self.device, self.dist.main)
         history, run_id = [], None
         if ckpt is not None:
@@ -102,12 +106,25 @@ class Trainer:
         data = normalize(feats, self.stats, self.p.normalize, self.device)
         return data.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else data
 
+    def _load_labels(self, features_dir: Path) -> tuple[tuple[str, ...], torch.Tensor]:
+        """A conditional model's class names (sorted) and each clip's class index, on the device."""
+        names = load_labels(features_dir)
+        missing = sum(1 for name in names if not name)
+        if missing:
+            raise TrainError(f"model.conditional needs a class for every clip, but {missing} of {len(names)} clips "
+                             f"in {features_dir} have none (data.labels: manifest or folder)")
+        classes = tuple(sorted(set(names)))
+        if len(classes) < 2:
+            raise TrainError(f"model.conditional needs at least 2 classes; {features_dir} has {list(classes)}")
+        index = {c: i for i, c in enumerate(classes)}
+        return classes, torch.tensor([index[name] for name in names], dtype=torch.long, device=self.device)
+
     def run(self) -> dict:
         """The loop: per epoch a shuffle, D and G steps per iteration, logging, checkpoints and grids."""
         step = self._networks()
         if self.dist.main:
             self.log.start({"data_version": self.stats.data_version, "recipe": self.cfg.recipe,
-                            "fingerprint": self.fp},
+                            "fingerprint": self.fp, "classes": ",".join(self.classes)},
                            {"data.clips": self.n, "train.iterations_per_epoch": self.iters_per_epoch,
                             "train.world_size": self.dist.world})
         d_steps, b_local = self.cfg.optim.d_steps, self.cfg.batch_size // self.dist.world
@@ -122,7 +139,9 @@ class Trainer:
                 for it in range(self.iters_per_epoch):
                     starts = [(it * d_steps + k) * self.cfg.batch_size + self.dist.rank * b_local
                               for k in range(d_steps)]
-                    out = step([self.data[perm[s:s + b_local]] for s in starts], latent)
+                    picks = [perm[s:s + b_local] for s in starts]
+                    labels = None if self.labels is None else [self.labels[p] for p in picks]
+                    out = step([self.data[p] for p in picks], latent, labels)
                     bad |= ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
                     bar.update(1)
                     if self.state.iteration % self.cfg.log_every_iters == 0:
@@ -138,7 +157,7 @@ class Trainer:
                 if self.state.epoch % self.cfg.checkpoint_every_epochs == 0 or self.state.epoch == self.cfg.epochs:
                     self._checkpoint()
                 if self.dist.main and self.state.epoch % self.cfg.grid_every_epochs == 0:
-                    self.log.grid(self.state, self.device)
+                    self.log.grid(self.state, self.device, self.classes)
             return self._finish()
         except BaseException:
             self.log.fail()
@@ -171,7 +190,7 @@ class Trainer:
         if self.dist.main:
             payload = {"state": self.state.state_dict(), "rng_cpu": torch.get_rng_state(),
                        "history": self.log.history, "fingerprint": self.fp, "run_id": self.log.run_id or "",
-                       "params": json.dumps(self.p.to_dict())}
+                       "params": json.dumps(redact_params(self.p.to_dict()))}
             self.last_ckpt = save_checkpoint(self.ckpt_dir, self.state.epoch, payload, self.cfg.keep_checkpoints)
             self.log.write_csv()
         barrier(self.dist.world)
@@ -184,7 +203,8 @@ class Trainer:
             return summary
         provenance = {"run_id": self.log.run_id or "", "data_version": self.stats.data_version,
                       "fingerprint": self.fp, "iterations": self.state.iteration}
-        gen_path = export_generator(self.state, self.p, self.stats, self.out_dir / GENERATOR_FILE, provenance)
+        gen_path = export_generator(self.state, self.p, self.stats, self.out_dir / GENERATOR_FILE, provenance,
+                                    self.classes)
         if self.log.last_rate:
             summary["iterations_per_s"] = self.log.last_rate
             summary["samples_per_s"] = self.log.last_rate * self.cfg.batch_size * self.cfg.optim.d_steps

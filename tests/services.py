@@ -4,6 +4,7 @@ commands a user runs (specgan, specgan-kfp, dvc) in subprocesses."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -47,6 +48,8 @@ class FileServer:
     files: dict[str, bytes] = field(default_factory=dict)
     fail_503: dict[str, int] = field(default_factory=dict)   # path -> remaining 503 answers
     drop_after: dict[str, int] = field(default_factory=dict)  # path -> bytes to send before one drop
+    drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between 100-byte writes
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> path it redirects to
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     port: int = 0
 
@@ -70,12 +73,21 @@ def serve_files() -> Iterator[FileServer]:
                 state.fail_503[path] -= 1
                 self.send_error(503, "try again")
                 return
+            if path in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", "/" + state.redirects[path])
+                self.end_headers()
+                return
             if path not in state.files:
                 self.send_error(404)
                 return
             data = state.files[path]
+            etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
             start = 0
             rng = self.headers.get("Range")
+            if_range = self.headers.get("If-Range")
+            if rng and if_range is not None and if_range != etag:
+                rng = None  # RFC 9110: the file changed, send all of the new one
             if rng and rng.startswith("bytes="):
                 start = int(rng[6:].split("-")[0])
                 if start >= len(data):
@@ -88,7 +100,14 @@ def serve_files() -> Iterator[FileServer]:
             body = data[start:]
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
             self.end_headers()
+            if path in state.drip:
+                for i in range(0, len(body), 100):
+                    self.wfile.write(body[i:i + 100])
+                    self.wfile.flush()
+                    time.sleep(state.drip[path])
+                return
             cut = state.drop_after.pop(path, None)
             if cut is not None:
                 self.wfile.write(body[:cut])

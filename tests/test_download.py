@@ -16,7 +16,8 @@ from specgan.errors import DownloadError, UnsafeArchiveError
 from specgan.hashing import file_sha256
 from specgan.storage import s3_client
 
-FAST = DownloadConfig(retries=4, backoff_s=0.01, timeout_s=10)
+FAST = DownloadConfig(retries=4, backoff_s=0.01, timeout_s=10, deadline_s=60.0, max_extracted_mb=4096.0,
+                      max_members=100000, max_ratio=100.0)
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -119,7 +120,7 @@ def test_unsafe_zip_member_is_refused(tmp_path):
 
 def test_not_an_archive_is_refused(file_server, tmp_path):
     file_server.files["notes.tar.gz"] = b"this is not an archive" * 100
-    with pytest.raises(DownloadError, match="not a tar, tar.gz or zip archive"):
+    with pytest.raises(DownloadError, match="not a tar, tar.gz, tar.bz2, tar.xz or zip archive"):
         download(file_server.url("notes.tar.gz"), tmp_path / "raw", FAST)
     assert leftovers(tmp_path) == []
 
@@ -152,3 +153,127 @@ def test_s3_source_against_moto(s3_server, kit_archive, tmp_path):
     assert res.n_files == 43
     with pytest.raises(DownloadError, match="s3://datasets/nope.tar.gz"):
         download("s3://datasets/nope.tar.gz", tmp_path / "raw2", FAST)
+
+
+def _tar_bytes(folder: Path, mode: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        tf.add(folder, arcname="drums")
+    return buf.getvalue()
+
+
+def _flip(data: bytes, n: int = 400) -> bytes:
+    """``n`` bytes flipped in the middle (the compressed payload, not the header)."""
+    out = bytearray(data)
+    mid = len(out) // 2
+    for i in range(n):
+        out[mid + i] ^= 0xFF
+    return bytes(out)
+
+
+def _cut_at_member_boundary(folder: Path) -> bytes:
+    """A valid gzip stream of a tar that stops right after its fifth member (no end marker)."""
+    import gzip
+
+    raw = _tar_bytes(folder, "w")
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        members = tf.getmembers()
+        fifth = members[5]
+        end = fifth.offset_data + ((fifth.size + 511) // 512) * 512
+    return gzip.compress(raw[:end])
+
+
+def _run_download(archive: Path, out: Path, *extra: str):
+    from tests.services import ROOT, run_cli
+
+    return run_cli("download", "--source", str(archive), "--out", str(out), "--params", str(ROOT / "params.yaml"),
+                   *extra, cwd=out.parent, check=False)
+
+
+@pytest.mark.parametrize("name,make,message", [
+    ("flipped.tar.gz", lambda k: _flip(_tar_bytes(k, "w:gz")), "corrupt tar.gz archive"),
+    ("cut.tar.gz", _cut_at_member_boundary, "truncated or corrupt tar archive"),
+    ("flipped.tar.bz2", lambda k: _flip(_tar_bytes(k, "w:bz2")), "corrupt tar.bz2 archive"),
+    ("flipped.tar.xz", lambda k: _flip(_tar_bytes(k, "w:xz")), "corrupt tar.xz archive"),
+    ("half.tar.xz", lambda k: _tar_bytes(k, "w:xz")[:-2000], "corrupt tar.xz archive"),
+    ("half.zip", lambda k: None, "truncated"),
+    ("flipped.zip", lambda k: None, "corrupt zip archive"),
+])
+def test_corrupt_or_truncated_archives_are_one_line_errors(kit_dir, tmp_path, name, make, message):
+    """Every compressed stream is read to its end and checked; nothing is left behind."""
+    archive = tmp_path / name
+    if name.endswith(".zip"):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(kit_dir.rglob("*.wav")):
+                zf.write(path, path.relative_to(kit_dir).as_posix())
+        data = buf.getvalue()
+        data = data[: len(data) // 2] if name == "half.zip" else _flip(data, 40)
+    else:
+        data = make(kit_dir)
+    archive.write_bytes(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = _run_download(archive, work / "raw")
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert leftovers(work) == []
+
+
+def test_archive_limits_refuse_bombs_and_the_real_layout_passes(kit_dir, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    bomb_dir = tmp_path / "bomb"
+    bomb_dir.mkdir()
+    sf.write(bomb_dir / "silence.wav", np.zeros(16000 * 300), 16000)  # 9.6 MB that gzip makes ~10 KB
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(_tar_bytes(bomb_dir, "w:gz"))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = _run_download(bomb, work / "raw")
+    assert proc.returncode == 1 and "more than download.max_ratio 100" in proc.stderr
+    many = _run_download(bomb, work / "raw", "--set", "download.max_ratio=100000",
+                         "--set", "download.max_extracted_mb=1.0")
+    assert many.returncode == 1 and "more than download.max_extracted_mb 1" in many.stderr
+    kit = tmp_path / "kit.tar.gz"
+    kit.write_bytes(_tar_bytes(kit_dir, "w:gz"))
+    members = _run_download(kit, work / "raw", "--set", "download.max_members=10")
+    assert members.returncode == 1 and "more than download.max_members 10" in members.stderr
+    assert leftovers(work) == []
+    ok = _run_download(kit, work / "raw")  # the defaults pass a real-sized layout
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_file_changed_between_attempts_restarts_instead_of_splicing(file_server, kit_archive, kit_dir, tmp_path):
+    old = kit_archive.read_bytes()
+    new = _tar_bytes(kit_dir, "w:gz")  # another valid archive of another size
+    file_server.files["drums.tar.gz"] = old
+    file_server.drop_after["drums.tar.gz"] = len(old) // 2
+    part_name = None
+    try:
+        download(file_server.url("drums.tar.gz"), tmp_path / "raw",
+                 DownloadConfig(**{**FAST.__dict__, "retries": 1}))
+    except DownloadError:
+        part_name = [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert part_name  # the first attempt left a partial file to resume
+    file_server.files["drums.tar.gz"] = new
+    res = download(file_server.url("drums.tar.gz"), tmp_path / "raw", FAST)
+    assert res.archive_sha256 == hashlib.sha256(new).hexdigest()  # not old[:half] + new[half:]
+    assert file_server.requests[-1][1] is not None  # it asked to resume, and was sent the whole new file
+    assert leftovers(tmp_path) == ["raw"]
+
+
+def test_drip_feeding_server_hits_the_deadline_and_a_redirect_loop_is_one_line(file_server, kit_archive, tmp_path):
+    import time
+
+    file_server.files["slow.tar.gz"] = kit_archive.read_bytes()
+    file_server.drip["slow.tar.gz"] = 0.05
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match="not finished within download.deadline_s"):
+        download(file_server.url("slow.tar.gz"), tmp_path / "raw", DownloadConfig(**{**FAST.__dict__,
+                                                                                      "deadline_s": 1.0}))
+    assert time.monotonic() - t0 < 10
+    file_server.redirects.update({"a": "b", "b": "a"})
+    with pytest.raises(DownloadError, match="too many redirects"):
+        download(file_server.url("a"), tmp_path / "raw2", FAST)

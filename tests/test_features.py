@@ -15,7 +15,7 @@ from specgan.errors import FeaturesError
 from specgan.features import load_manifest, read_summary, run_features
 from specgan.shards import load_features
 from specgan.stats import NormStats, run_stats
-from tests.services import run_cli
+from tests.services import ROOT, run_cli
 
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
 
@@ -190,3 +190,32 @@ def test_real_hydrogen_drumkits_featurize(tmp_path, params):
     assert summary["rejected"] == 0 and summary["files"] == len(audio)
     assert summary["clips"] >= len(audio)
     assert np.isfinite(load_features(tmp_path / "f")).all()
+
+
+def test_odd_files_become_rejects_with_reasons_and_linked_folders_are_followed(tmp_path):
+    """MP3 decodes; an M4A, a FIFO and a non-UTF-8 name are rejects with a reason (a FIFO once hung the step,
+    a bad name once killed it); a symlinked folder inside the data root is followed."""
+    import os
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    elsewhere.mkdir()
+    tone = 0.5 * np.sin(np.linspace(0, 400 * np.pi, 16000))
+    sf.write(data / "good.wav", tone, 16000)
+    sf.write(data / "good.mp3", tone, 16000, format="MP3")
+    sf.write(elsewhere / "linked.wav", tone, 16000)
+    (data / "kit").symlink_to(elsewhere, target_is_directory=True)
+    (data / "song.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    os.mkfifo(data / "pipe.wav")
+    sf.write(data / "good.wav", tone, 16000)
+    with open(bytes(data) + b"/caf\xe9.wav", "wb") as fh:  # a Latin-1 name, as old kits have
+        fh.write((data / "good.wav").read_bytes())
+    proc = run_cli("features", "--data", str(data), "--out", str(tmp_path / "f"), "--split", "all",
+                   "--params", str(ROOT / "params.yaml"), "--workers", "1", timeout=120)
+    assert "3 clips featurized, 3 rejected" in proc.stdout, proc.stdout + proc.stderr
+    rejects = (tmp_path / "f" / "rejects.csv").read_text()
+    assert "song.m4a,\"unsupported format .m4a" in rejects
+    assert "pipe.wav,not a regular file" in rejects
+    assert "caf\\xe9.wav,file name is not valid UTF-8" in rejects
+    manifest = "".join(p.read_text() for p in (tmp_path / "f").glob("*.manifest.csv"))
+    assert "good.mp3" in manifest and "kit/linked.wav" in manifest

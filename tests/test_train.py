@@ -149,3 +149,17 @@ def test_cpu_can_be_forced_and_cuda_refused_when_absent(prepared, tmp_path):
     assert proc.returncode == 1 and "CUDA is not available" in proc.stderr
 
 
+
+
+def test_credentials_in_urls_are_never_stored_or_printed(prepared, tmp_path):
+    env = sqlite_env(tmp_path)
+    source = "http://alice:pa55w0rd@data.example/drums.tar.gz"
+    run_cli(*train_args(prepared, tmp_path / "t", 1, "--set", f"data.source={source}"), env=env)
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("train-tests").experiment_id])
+    assert run.data.params["data.source"] == "http://data.example/drums.tar.gz"
+    (ckpt,) = list_checkpoints(tmp_path / "t" / "checkpoints")
+    assert "pa55w0rd" not in load_checkpoint(ckpt)["params"] and "data.example" in load_checkpoint(ckpt)["params"]
+    proc = run_cli(*train_args(prepared, tmp_path / "u", 1), check=False,
+                   env={"MLFLOW_TRACKING_URI": f"http://bob:hunter2@127.0.0.1:{free_port()}"})
+    assert proc.returncode == 1 and "not reachable" in proc.stderr and "hunter2" not in proc.stderr
