@@ -16,45 +16,62 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 def resolve_params(params_yaml: str, data_source: str, data_sha256: str, data_split: str, feature_shards: int,
                    model_dim: int, train_recipe: str, train_epochs: int, train_batch_size: int, train_seed: int,
                    render_n_samples: int, evaluate_n_generated: int, registry_model_name: str,
-                   params: Output[Artifact]) -> None:
-    """Fold the run's parameters into a params.yaml file (validated), the artifact every step reads.
+                   params: Output[Artifact]) -> NamedTuple("Sections", [("data", str), ("train", str),  # noqa: UP014
+                                                                        ("quality", str)]):
+    """Fold the run's parameters into params.yaml (validated): the whole file for register, and for every
+    other task the JSON of the sections it reads (``TASK_SECTIONS``), which a cached task turns into its
+    params artifact. Never cached itself: its outputs follow the run's parameters."""
+    from collections import namedtuple
 
-    A file, not a string parameter: kfp.local replaces task-output parameters that enter a
-    ParallelFor with the loop item, while artifacts pass through intact."""
-    from specgan.pipeline_params import resolve
+    import yaml
+
+    from specgan.pipeline_params import TASK_SECTIONS, resolve, section_text
 
     values = dict(data_source=data_source, data_sha256=data_sha256, data_split=data_split,
                   feature_shards=feature_shards, model_dim=model_dim, train_recipe=train_recipe,
                   train_epochs=train_epochs, train_batch_size=train_batch_size, train_seed=train_seed,
                   render_n_samples=render_n_samples, evaluate_n_generated=evaluate_n_generated,
                   registry_model_name=registry_model_name)
+    text = resolve(params_yaml, values)
     with open(params.path, "w") as fh:
-        fh.write(resolve(params_yaml, values))
+        fh.write(text)
+    raw = yaml.safe_load(text)
+    return namedtuple("Sections", list(TASK_SECTIONS))(*(section_text(raw, g) for g in TASK_SECTIONS))
+
+
+def params_sections(sections: str, params: Output[Artifact]) -> None:
+    """The params artifact of a group of tasks: only the sections they read. Cached, and its input is a string
+    value, so the same sections give the same artifact (and the tasks downstream hit the cache).
+
+    A file, not a string parameter: kfp.local replaces task-output parameters that enter a
+    ParallelFor with the loop item, while artifacts pass through intact."""
+    with open(params.path, "w") as fh:
+        fh.write(sections)
 
 
 def download_dataset(params: Input[Artifact], dataset: Output[Dataset]) -> None:
     """specgan download: fetch and safely extract the dataset."""
-    from specgan.config import load_params
     from specgan.download import download
+    from specgan.pipeline_params import load_sections
 
-    p = load_params(params.path)
+    p = load_sections(params.path)
     res = download(p.data.source, dataset.path, p.download, sha256=p.data.sha256)
     dataset.metadata.update({"data_version": res.data_version, "files": res.n_files})
 
 
 def shard_indices(params: Input[Artifact]) -> List[int]:  # noqa: UP006
     """The fan-out list: one entry per feature shard."""
-    from specgan.config import load_params
+    from specgan.pipeline_params import load_sections
 
-    return list(range(load_params(params.path).features.shards))
+    return list(range(load_sections(params.path).features.shards))
 
 
 def featurize_shard(params: Input[Artifact], dataset: Input[Dataset], shard_index: int, shard: Output[Dataset]) -> None:
     """specgan features --shard: one shard of the log-magnitude STFT features."""
-    from specgan.config import load_params
     from specgan.features import featurize_shard as run_shard
+    from specgan.pipeline_params import load_sections
 
-    p = load_params(params.path)
+    p = load_sections(params.path)
     res = run_shard(dataset.path, shard.path, int(shard_index), p.features.shards, p.data.split, p.features,
                     labels_mode=p.data.labels)
     shard.metadata.update({"clips": res.n_clips, "rejected": len(res.rejects)})
@@ -63,12 +80,12 @@ def featurize_shard(params: Input[Artifact], dataset: Input[Dataset], shard_inde
 def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[List[Dataset]],  # noqa: UP006
                 features: Output[Dataset], stats: Output[Artifact], summary: Output[Metrics]) -> None:
     """Fan-in: gather the shards into one features folder, then specgan stats."""
-    from specgan.config import load_params
     from specgan.download import read_source_info
     from specgan.features import gather_shards
+    from specgan.pipeline_params import load_sections
     from specgan.stats import run_stats
 
-    p = load_params(params.path)
+    p = load_sections(params.path)
     result = gather_shards([s.path for s in shards], features.path, p.data.split)
     run_stats(features.path, stats.path, p.features.n_frames, read_source_info(dataset.path).get("data_version", ""))
     for key in ("clips", "rejected", "files"):
@@ -76,17 +93,23 @@ def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[
 
 
 def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Artifact], generator: Output[Model],
-              metrics: Output[Metrics], checkpoint_root: str = "", run_key: str = "") -> None:
-    """specgan train. The generator folder holds generator.pt; checkpoints go to
-    ``checkpoint_root/run_key`` (a mounted volume: a retried pod resumes) or else beside generator.pt."""
+              metrics: Output[Metrics], checkpoint_root: str = "") -> None:
+    """specgan train. The generator folder holds generator.pt; checkpoints go to ``checkpoint_root/<key>``
+    (a mounted volume; the key is the hash of the train sections, so a retried pod, or a later run with the
+    same settings, resumes) or else beside generator.pt."""
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
+    import hashlib
     import shutil
     from pathlib import Path
 
-    from specgan.config import load_params
+    from specgan.pipeline_params import load_sections
     from specgan.train import GENERATOR_FILE, train
 
-    p = load_params(params.path)
-    work = Path(checkpoint_root) / (run_key or "run") if checkpoint_root else Path(generator.path)
+    p = load_sections(params.path)
+    key = hashlib.sha256(Path(params.path).read_bytes()).hexdigest()[:16]
+    work = Path(checkpoint_root) / key if checkpoint_root else Path(generator.path)
     summary = train(features.path, stats.path, work, p)
     if work != Path(generator.path):
         Path(generator.path).mkdir(parents=True, exist_ok=True)
@@ -100,13 +123,16 @@ def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Ar
 def render_samples(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset], report: Input[Artifact],
                    samples: Output[Artifact], gallery: Output[HTML]) -> None:
     """specgan render: WAV files and plots, and the gallery page (with the evaluation) as an HTML artifact."""
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     import shutil
     from pathlib import Path
 
-    from specgan.config import load_params
+    from specgan.pipeline_params import load_sections
     from specgan.render import GALLERY, render
 
-    p = load_params(params.path)
+    p = load_sections(params.path)
     render(str(Path(generator.path) / "generator.pt"), samples.path, p.render, metrics_path=report.path,
            data_dir=dataset.path, train_split=p.data.split, eval_cfg=p.evaluate, labels_mode=p.data.labels)
     shutil.copy(Path(samples.path) / GALLERY, gallery.path)
@@ -115,12 +141,15 @@ def render_samples(params: Input[Artifact], generator: Input[Model], dataset: In
 def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset],
                        metrics: Output[Metrics], report: Output[Artifact]) -> None:
     """specgan evaluate: quality metrics against held-out real clips."""
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     from pathlib import Path
 
-    from specgan.config import load_params
     from specgan.evaluate import run_evaluate
+    from specgan.pipeline_params import load_sections
 
-    p = load_params(params.path)
+    p = load_sections(params.path)
     result = run_evaluate(str(Path(generator.path) / "generator.pt"), dataset.path, report.path, p.evaluate,
                           p.data.split, render=p.render, labels_mode=p.data.labels)
     for key, value in result.items():
@@ -131,6 +160,9 @@ def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset
 def register_generator(params: Input[Artifact], generator: Input[Model], report: Input[Artifact],
                        summary: Output[Markdown]) -> NamedTuple("Registered", [("name", str), ("version", str)]):
     """specgan register: a new model version with the challenger alias."""
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     from collections import namedtuple
     from pathlib import Path
 
@@ -145,7 +177,7 @@ def register_generator(params: Input[Artifact], generator: Input[Model], report:
     return namedtuple("Registered", ["name", "version"])(res.name, res.version)
 
 
-STEPS = {"resolve": resolve_params, "download": download_dataset, "shards": shard_indices,
+STEPS = {"resolve": resolve_params, "sections": params_sections, "download": download_dataset, "shards": shard_indices,
          "features": featurize_shard, "stats": merge_stats, "train": train_gan, "render": render_samples,
          "evaluate": evaluate_generator, "register": register_generator}
 

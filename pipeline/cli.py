@@ -33,7 +33,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         return
     if not args.host:
         raise SpecganError("run needs --host URL (a Kubeflow Pipelines endpoint) or --local")
-    print(f"submitted run {submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides)}")
+    run_id = submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides, args.namespace)
+    print(f"submitted run {run_id}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="submit a run to a Kubeflow endpoint (--host) or run it here (--local)")
     sp.add_argument("--host", help="Kubeflow Pipelines endpoint URL")
     sp.add_argument("--experiment", default="specgan", help="Kubeflow experiment name")
+    sp.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs); token from KFP_TOKEN")
     sp.add_argument("--local", action="store_true", help="run with kfp.local in this environment")
     sp.add_argument("--workdir", default="outputs/kfp-local", help="--local: pipeline root folder")
     sp.add_argument("--arg", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
@@ -68,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # the client's retry chatter and version notice: the outcome is one line below
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        for name in ("urllib3", "urllib3.connectionpool"):  # kfp's client resets their levels: disable them
+            logging.getLogger(name).disabled = True
     try:
         args.func(args)
         return 0

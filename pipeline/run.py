@@ -23,13 +23,26 @@ def compile_pipeline(out: str | Path, params_path: str | Path = ROOT / "params.y
 
 def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.yaml",
            cluster_path: str | Path = DEFAULT_CLUSTER, arguments: dict | None = None,
-           overrides: tuple[str, ...] = ()) -> str:
-    """Submit a run to a Kubeflow Pipelines endpoint; returns the run id."""
+           overrides: tuple[str, ...] = (), namespace: str | None = None) -> str:
+    """Submit a run to a Kubeflow Pipelines endpoint; returns the run id. Credentials come from the environment:
+    ``KFP_TOKEN`` (a bearer token), else what kfp.Client finds itself (in-cluster service account token,
+    kube config). An unreachable or refusing endpoint is a one-line SpecganError."""
+    import os
+
     import kfp
 
-    client = kfp.Client(host=host)
-    run = client.create_run_from_pipeline_func(pipeline_from_files(params_path, cluster_path, overrides),
-                                               arguments=arguments or {}, experiment_name=experiment)
+    from specgan.errors import SpecganError
+    from specgan.redact import redact_url
+
+    func = pipeline_from_files(params_path, cluster_path, overrides)  # config errors before any network
+    try:
+        client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get("KFP_TOKEN") or None)
+        run = client.create_run_from_pipeline_func(func, arguments=arguments or {}, experiment_name=experiment,
+                                                   namespace=namespace)
+    except Exception as exc:  # noqa: BLE001 -- urllib3, kfp_server_api and auth errors: all one line here
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise SpecganError(f"Kubeflow Pipelines at {redact_url(host)}: {type(exc).__name__}: {redact_url(first)}"
+                           ) from None
     return run.run_id
 
 
@@ -42,4 +55,4 @@ def run_local(workdir: str | Path, params_path: str | Path = ROOT / "params.yaml
 
     workdir = Path(workdir).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline_root"))
-    return str(pipeline_from_files(params_path, cluster_path, overrides)(**(arguments or {})).output)
+    return str(pipeline_from_files(params_path, cluster_path, overrides, local=True)(**(arguments or {})).output)

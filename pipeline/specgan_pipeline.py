@@ -12,7 +12,8 @@ from kfp import dsl, kubernetes
 
 from components import make_components
 from specgan.config import Params, load_params
-from specgan.pipeline_params import EXPOSED, lookup
+from specgan.pipeline_params import EXPOSED, TASK_SECTIONS, lookup
+from specgan.tracking import REQUIRE_ENV
 
 PIPELINE_NAME = "specgan-drums"
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,9 +32,10 @@ class Cluster:
     base_image: str
     train: dict[str, Any] = field(default_factory=dict)
     cpu_task: dict[str, Any] = field(default_factory=dict)
-    retries: int = 0
+    retry: dict[str, Any] = field(default_factory=dict)  # count, backoff, factor, max_backoff
     secrets: dict[str, str] = field(default_factory=dict)
     config_map: str = ""
+    require_tracking: bool = True  # tracking tasks fail at start without a reachable MLFLOW_TRACKING_URI
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_CLUSTER) -> "Cluster":
@@ -45,7 +47,11 @@ class Cluster:
 
 
 def _environment(task: dsl.PipelineTask, cluster: Cluster) -> None:
-    """MLflow and S3 settings from the config map and secrets (optional, so a bare cluster still runs)."""
+    """MLflow and S3 settings from the config map and secrets. A missing config map does not stop the pod, but
+    with ``require_tracking`` every tracking task then fails at start in one line instead of tracking into a
+    file that vanishes with its pod."""
+    if cluster.require_tracking:
+        task.set_env_variable(REQUIRE_ENV, "1")
     if cluster.config_map:
         kubernetes.use_config_map_as_env(task, cluster.config_map, {k: k for k in CONFIG_ENV}, optional=True)
     if cluster.secrets.get("s3_credentials"):
@@ -58,13 +64,26 @@ def _environment(task: dsl.PipelineTask, cluster: Cluster) -> None:
 
 def _cpu(task: dsl.PipelineTask, cluster: Cluster) -> dsl.PipelineTask:
     _environment(task, cluster)
-    if cluster.cpu_task.get("cpu_request"):
-        task.set_cpu_request(str(cluster.cpu_task["cpu_request"]))
-    if cluster.cpu_task.get("memory_request"):
-        task.set_memory_request(str(cluster.cpu_task["memory_request"]))
-    if cluster.retries:
-        task.set_retry(cluster.retries)
+    _resources(task, cluster.cpu_task)
+    _retry(task, cluster)
     return task
+
+
+def _resources(task: dsl.PipelineTask, settings: dict[str, Any]) -> None:
+    """Requests and limits (namespaces whose quota covers limits refuse pods without them)."""
+    for key, setter in (("cpu_request", task.set_cpu_request), ("cpu_limit", task.set_cpu_limit),
+                        ("memory_request", task.set_memory_request), ("memory_limit", task.set_memory_limit)):
+        if settings.get(key):
+            setter(str(settings[key]))
+
+
+def _retry(task: dsl.PipelineTask, cluster: Cluster) -> None:
+    """Retries with exponential backoff: ``backoff``, then times ``factor`` each attempt, up to ``max_backoff``."""
+    r = cluster.retry
+    if r.get("count"):
+        task.set_retry(int(r["count"]), backoff_duration=str(r.get("backoff", "30s")),
+                       backoff_factor=float(r.get("factor", 2.0)),
+                       backoff_max_duration=str(r.get("max_backoff", "3600s")))
 
 
 def _gpu(task: dsl.PipelineTask, cluster: Cluster) -> dsl.PipelineTask:
@@ -72,18 +91,14 @@ def _gpu(task: dsl.PipelineTask, cluster: Cluster) -> dsl.PipelineTask:
     t = cluster.train
     task.set_accelerator_type(t.get("accelerator_type", "nvidia.com/gpu"))
     task.set_accelerator_limit(int(t.get("accelerator_count", 1)))
-    if t.get("cpu_request"):
-        task.set_cpu_request(str(t["cpu_request"]))
-    if t.get("memory_request"):
-        task.set_memory_request(str(t["memory_request"]))
+    _resources(task, t)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
                                size_limit=t.get("shm_size"))
     for label, value in (t.get("node_selector") or {}).items():
         kubernetes.add_node_selector(task, label, value)
     for tol in t.get("tolerations") or []:
         kubernetes.add_toleration(task, **tol)
-    if cluster.retries:
-        task.set_retry(cluster.retries)
+    _retry(task, cluster)
     return task
 
 
@@ -112,26 +127,31 @@ def build_pipeline(params: Params, cluster: Cluster):
             feature_shards=feature_shards, model_dim=model_dim, train_recipe=train_recipe, train_epochs=train_epochs,
             train_batch_size=train_batch_size, train_seed=train_seed, render_n_samples=render_n_samples,
             evaluate_n_generated=evaluate_n_generated, registry_model_name=registry_model_name)
-        resolved.set_caching_options(False)  # cheap, and its output must follow the run's parameters
-        text = resolved.outputs["params"]
-        data = _cpu(c.download(params=text), cluster).set_display_name("download")
-        indices = c.shards(params=text)
+        resolved.set_caching_options(False)  # cheap, and its outputs must follow the run's parameters
+        # One cached params artifact per group of tasks, holding only the sections they read: the cache key
+        # of every task below depends on those sections alone (the backend keys on input artifact ids).
+        group = {name: c.sections(sections=resolved.outputs[name]).set_display_name(f"params: {name}").outputs[
+            "params"] for name in TASK_SECTIONS}
+        data = _cpu(c.download(params=group["data"]), cluster).set_display_name("download")
+        indices = c.shards(params=group["data"])
         with dsl.ParallelFor(items=indices.output, name="feature-shards") as index:
-            shard = _cpu(c.features(params=text, dataset=data.outputs["dataset"], shard_index=index), cluster)
+            shard = _cpu(c.features(params=group["data"], dataset=data.outputs["dataset"], shard_index=index),
+                         cluster)
             shard.set_display_name("features shard")
-        stats = _cpu(c.stats(params=text, dataset=data.outputs["dataset"],
+        stats = _cpu(c.stats(params=group["data"], dataset=data.outputs["dataset"],
                              shards=dsl.Collected(shard.outputs["shard"])), cluster).set_display_name("stats")
         pvc = cluster.train.get("checkpoint_pvc")
-        trained = _gpu(c.train(params=text, features=stats.outputs["features"], stats=stats.outputs["stats"],
-                               checkpoint_root=CHECKPOINT_MOUNT if pvc else "",
-                               run_key=dsl.PIPELINE_JOB_ID_PLACEHOLDER), cluster).set_display_name("train (GPU)")
+        trained = _gpu(c.train(params=group["train"], features=stats.outputs["features"],
+                               stats=stats.outputs["stats"], checkpoint_root=CHECKPOINT_MOUNT if pvc else ""),
+                       cluster).set_display_name("train (GPU)")
         if pvc:
             kubernetes.mount_pvc(trained, pvc_name=pvc, mount_path=CHECKPOINT_MOUNT)
-        evaluated = _cpu(c.evaluate(params=text, generator=trained.outputs["generator"],
+        evaluated = _cpu(c.evaluate(params=group["quality"], generator=trained.outputs["generator"],
                                     dataset=data.outputs["dataset"]), cluster).set_display_name("evaluate")
-        _cpu(c.render(params=text, generator=trained.outputs["generator"], dataset=data.outputs["dataset"],
-                      report=evaluated.outputs["report"]), cluster).set_display_name("render")
-        registered = _cpu(c.register(params=text, generator=trained.outputs["generator"],
+        _cpu(c.render(params=group["quality"], generator=trained.outputs["generator"],
+                      dataset=data.outputs["dataset"], report=evaluated.outputs["report"]),
+             cluster).set_display_name("render")
+        registered = _cpu(c.register(params=resolved.outputs["params"], generator=trained.outputs["generator"],
                                      report=evaluated.outputs["report"]), cluster).set_display_name("register")
         registered.set_caching_options(False)  # registering is a side effect: never served from cache
         return registered.outputs["version"]
@@ -140,6 +160,11 @@ def build_pipeline(params: Params, cluster: Cluster):
 
 
 def pipeline_from_files(params_path: str | Path = ROOT / "params.yaml", cluster_path: str | Path = DEFAULT_CLUSTER,
-                        overrides: tuple[str, ...] = ()):
-    """Build the pipeline from params.yaml (with ``--set`` overrides) and cluster.yaml."""
-    return build_pipeline(load_params(params_path, overrides), Cluster.load(cluster_path))
+                        overrides: tuple[str, ...] = (), local: bool = False):
+    """Build the pipeline from params.yaml (with ``--set`` overrides) and cluster.yaml; ``local`` (kfp.local)
+    keeps the embedded tracking default instead of requiring a server."""
+    from dataclasses import replace
+
+    cluster = Cluster.load(cluster_path)
+    return build_pipeline(load_params(params_path, overrides), replace(cluster, require_tracking=False) if local
+                          else cluster)

@@ -26,6 +26,37 @@ EXPOSED: dict[str, str] = {
 }
 
 
+# What each pipeline task reads of params.yaml. A task's params artifact holds these sections only, written
+# by a cached task from a string: a run that changes only train.* reuses download, features and stats.
+TASK_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("data", "download", "features"),  # download, the shard list, features, stats
+    "train": ("features", "normalize", "model", "train", "render"),  # render.seed: the training grids
+    "quality": ("data", "evaluate", "render"),  # evaluate and render
+}
+
+
+def section_text(raw: dict, group: str) -> str:
+    """The JSON of the sections ``group`` reads (sorted keys: the same sections give the same text)."""
+    import json
+
+    return json.dumps({name: raw[name] for name in TASK_SECTIONS[group]}, sort_keys=True)
+
+
+def load_sections(path: str) -> typing.Any:
+    """Params from a file that may hold only some sections (a task's params artifact); the sections it does
+    not hold are None, so a task that read one would fail at once instead of using a stale value."""
+    import dataclasses
+    import json
+
+    from specgan.config import Params, build_section
+
+    with open(path) as fh:
+        raw = json.load(fh)  # JSON, as section_text writes it (YAML would read 1e-06 as text)
+    hints = typing.get_type_hints(Params)
+    return Params(**{f.name: build_section(hints[f.name], raw[f.name], f.name) if f.name in raw else None
+                     for f in dataclasses.fields(Params)})
+
+
 def lookup(d: dict, key: str) -> typing.Any:
     """``d["a"]["b"]`` for key ``a.b``."""
     for part in key.split("."):

@@ -21,9 +21,17 @@ class TrackingError(SpecganError):
     """The MLflow tracking server cannot be used."""
 
 
+REQUIRE_ENV = "SPECGAN_REQUIRE_TRACKING"  # set on cluster tasks: no silent fallback to a file inside the pod
+
+
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI, else a local sqlite file in the working folder."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """MLFLOW_TRACKING_URI, else a local sqlite file in the working folder (but never where ``REQUIRE_ENV`` is
+    set: a Kubeflow task on a cluster, whose sqlite file would vanish with its pod)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri and os.environ.get(REQUIRE_ENV):
+        raise TrackingError("MLFLOW_TRACKING_URI is not set: on a cluster every tracking task needs it (the "
+                            "config map named in pipeline/cluster.yaml; README: Kubeflow)")
+    return uri or DEFAULT_TRACKING_URI
 
 
 def check_tracking(uri: str | None = None, timeout_s: float = 5.0) -> str:

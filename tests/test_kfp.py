@@ -63,6 +63,82 @@ def test_bad_run_arguments_are_one_line(arg, message, tmp_path):
     assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def _producers(task: dict) -> list[str]:
+    return [v["taskOutputArtifact"]["producerTask"] for v in task.get("inputs", {}).get("artifacts", {}).values()
+            if "taskOutputArtifact" in v]
+
+
+def test_cached_tasks_depend_only_on_cached_artifacts_and_the_params_they_read(compiled, params):
+    """The backend's cache key includes input artifact ids: a cached task fed by an uncached task's artifact
+    would rerun every time. Each task's params artifact holds only the sections it reads."""
+    from specgan.pipeline_params import TASK_SECTIONS, resolve, section_text
+
+    _, d = compiled
+    tasks = d["spec"]["root"]["dag"]["tasks"]
+    cached = {n for n, t in tasks.items() if t.get("cachingOptions", {}).get("enableCache")}
+    assert "resolve-params" not in cached and "register-generator" not in cached
+    loops = {n for n in tasks if n.startswith("for-loop")}  # a DAG node: its inner tasks are cached tasks
+    for name, task in tasks.items():
+        if name in cached or name in loops:
+            for producer in _producers(task):
+                assert producer in cached | loops, f"{name} is cached but reads an artifact of uncached {producer}"
+    expect = {"download-dataset": "data", "shard-indices": "data", "for-loop-1": "data", "merge-stats": "data",
+              "train-gan": "train", "evaluate-generator": "quality", "render-samples": "quality"}
+    for name, group in expect.items():
+        arts = tasks[name]["inputs"]["artifacts"]
+        (param_art,) = [v for k, v in arts.items() if k.endswith("params")]
+        writer = tasks[param_art["taskOutputArtifact"]["producerTask"]]
+        assert writer["inputs"]["parameters"]["sections"]["taskOutputParameter"] == {
+            "producerTask": "resolve-params", "outputParameterKey": group}, name
+    # What a run that changes only train.* gives: the same data and quality sections (cache hits), a new
+    # train section.
+    text = json.dumps(params.to_dict())
+    base = yaml.safe_load(resolve(text, {}))
+    more = yaml.safe_load(resolve(text, {"train_epochs": params.train.epochs + 1}))
+    assert section_text(base, "data") == section_text(more, "data")
+    assert section_text(base, "quality") == section_text(more, "quality")
+    assert section_text(base, "train") != section_text(more, "train")
+    assert set(TASK_SECTIONS["data"]) == {"data", "download", "features"}
+
+
+def test_retries_back_off_and_tasks_have_limits_from_cluster_yaml(compiled):
+    _, d = compiled
+    tasks = d["spec"]["root"]["dag"]["tasks"]
+    for name in ("download-dataset", "train-gan", "evaluate-generator"):
+        policy = tasks[name]["retryPolicy"]
+        assert policy["maxRetryCount"] == 2 and policy["backoffDuration"] == "30s"
+        assert policy["backoffFactor"] == 2.0 and policy["backoffMaxDuration"] == "600s"
+    executors = d["spec"]["deploymentSpec"]["executors"]
+    for name, cpu, mem in (("exec-train-gan", 16, 64), ("exec-download-dataset", 4, 16)):
+        res = executors[name]["container"]["resources"]
+        assert float(res["cpuLimit"]) == cpu and res["resourceMemoryLimit"] == f"{mem}G", (name, res)
+        assert float(res["cpuRequest"]) <= cpu
+
+
+def test_cluster_tasks_require_a_tracking_server_and_local_runs_do_not(compiled, tmp_path, monkeypatch):
+    from kfp import dsl
+
+    from components import make_components
+    from specgan.tracking import REQUIRE_ENV, TrackingError
+
+    _, d = compiled
+    executors = d["spec"]["deploymentSpec"]["executors"]
+    for name in ("exec-train-gan", "exec-evaluate-generator", "exec-render-samples", "exec-register-generator"):
+        env = {e["name"]: e["value"] for e in executors[name]["container"].get("env", [])}
+        assert env.get(REQUIRE_ENV) == "1", name
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(REQUIRE_ENV, "1")
+    evaluate_fn = make_components("unused").evaluate.python_func
+    with pytest.raises(TrackingError, match="MLFLOW_TRACKING_URI is not set: on a cluster"):
+        evaluate_fn(params=dsl.Artifact(uri=str(tmp_path / "p")), generator=dsl.Model(uri=str(tmp_path / "g")),
+                    dataset=dsl.Dataset(uri=str(tmp_path / "d")), metrics=dsl.Metrics(uri=str(tmp_path / "m")),
+                    report=dsl.Artifact(uri=str(tmp_path / "r")))
+    from pipeline.specgan_pipeline import pipeline_from_files
+
+    assert REQUIRE_ENV in str(pipeline_from_files(ROOT / "params.yaml").pipeline_spec)
+    assert REQUIRE_ENV not in str(pipeline_from_files(ROOT / "params.yaml", local=True).pipeline_spec)
+
+
 def test_core_package_never_imports_kfp():
     import subprocess
 
@@ -73,6 +149,15 @@ def test_core_package_never_imports_kfp():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
     assert run_cli("kfp", check=False).returncode == 2  # not a specgan command any more
+
+
+def test_run_against_a_closed_port_is_one_line():
+    from tests.services import free_port
+
+    proc = run_kfp("run", "--host", f"http://user:secret@127.0.0.1:{free_port()}", "--namespace", "team-a",
+                   cwd=ROOT, check=False, timeout=120)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Kubeflow Pipelines at http://127.0.0.1:" in proc.stderr and "secret" not in proc.stderr
 
 
 def test_python_m_pipeline_is_the_same_command():
@@ -196,19 +281,21 @@ def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     train_fn = make_components("unused").train.python_func
     feats, stats = prepared
+    from specgan.pipeline_params import section_text
+
     tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in TINY.items()])
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny.to_dict()))
+    (tmp_path / "params.yaml").write_text(section_text(tiny.to_dict(), "train"))  # what params-sections writes
 
     def attempt(n: int) -> None:
         train_fn(params=dsl.Artifact(uri=str(tmp_path / "params.yaml")), features=dsl.Dataset(uri=str(feats)),
                  stats=dsl.Artifact(uri=str(stats)), generator=dsl.Model(uri=str(tmp_path / f"gen{n}")),
-                 metrics=dsl.Metrics(uri=str(tmp_path / f"metrics{n}")), checkpoint_root=str(tmp_path / "vol"),
-                 run_key="job-1")
+                 metrics=dsl.Metrics(uri=str(tmp_path / f"metrics{n}")), checkpoint_root=str(tmp_path / "vol"))
 
     attempt(1)
-    ckpts = sorted(p.name for p in (tmp_path / "vol" / "job-1" / "checkpoints").iterdir())
+    (folder,) = (tmp_path / "vol").iterdir()  # keyed by the train sections' hash, not the run's id (cacheable)
+    ckpts = sorted(p.name for p in (folder / "checkpoints").iterdir())
     assert ckpts == ["ckpt-e000001.pt", "ckpt-e000002.pt"]
-    last = tmp_path / "vol" / "job-1" / "checkpoints" / "ckpt-e000002.pt"
+    last = folder / "checkpoints" / "ckpt-e000002.pt"
     stamp = last.stat().st_mtime_ns
     attempt(2)  # the retry resumes at epoch 2 of 2: nothing left to train, the same generator
     a = torch.load(tmp_path / "gen1" / "generator.pt", weights_only=True)["state_dict"]

@@ -131,51 +131,54 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
     aside = tmp_path / "aside"
     for gen in two_models:
         shutil.move(gen.parent, aside / gen.parent.name)
-    code = ("import mlflow, numpy as np, pandas as pd; m = mlflow.pyfunc.load_model('models:/drums-test@champion'); "
-            "x = pd.DataFrame({'seed': [5, 6]}); a = m.predict(x); b = m.predict(x, params={'griffin_lim_iters': 1});"
-            " print(a.shape, a.dtype, float(abs(a).max()), 'request-param-changes', not np.allclose(a, b))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split(")")[0].startswith("(2, ") and "float32" in proc.stdout
-    assert "request-param-changes True" in proc.stdout  # a request's render setting reaches Griffin-Lim
-
-    # synthesize from the registry in an empty folder: no params.yaml, the model's registered settings.
-    syn, empty = tmp_path / "syn", tmp_path / "empty"
-    empty.mkdir()
-    run_cli("synthesize", "--model", "models:/drums-test@champion", "--out", str(syn), "--count", "3",
-            "--reverb", "--room-size", "0.8", "--sequence", "--tempo", "100", env=env, cwd=empty)
-    assert not (empty / "params.yaml").exists()
-    assert sorted(p.name for p in syn.iterdir()) == ["drum_000.wav", "drum_001.wav", "drum_002.wav", "drums.png",
-                                                      "loop.wav"]
-    assert sf.info(str(syn / "loop.wav")).frames >= 3 * int(0.6 * 16000)
-    assert sf.info(str(syn / "drum_000.wav")).frames > 16000  # the reverb tail
-
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", "models:/drums-test@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping", 180)
-        resp = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
-                             json={"dataframe_split": {"columns": ["seed"], "data": [[7]]}})
-        assert resp.status_code == 200, resp.text[:500]
-        (clip,) = resp.json()["predictions"]
-        assert 15000 < len(clip) < 17000 and max(abs(v) for v in clip) <= 1.0
-        rough = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
-                              json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
-                                    "params": {"griffin_lim_iters": 1}})
-        assert rough.status_code == 200, rough.text[:500]
-        assert not np.allclose(rough.json()["predictions"][0], clip)  # the request's render setting is used
-        big = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
-                            json={"dataframe_split": {"columns": ["seed"], "data": [[i] for i in range(257)]}})
-        assert big.status_code == 400 and "at most 256 sounds" in big.text  # bounded memory, a clear 4xx
+        code = ("import mlflow, numpy as np, pandas as pd; "
+                "m = mlflow.pyfunc.load_model('models:/drums-test@champion'); x = pd.DataFrame({'seed': [5, 6]}); "
+                "a = m.predict(x); b = m.predict(x, params={'griffin_lim_iters': 1}); "
+                "print(a.shape, a.dtype, float(abs(a).max()), 'request-param-changes', not np.allclose(a, b))")
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split(")")[0].startswith("(2, ") and "float32" in proc.stdout
+        assert "request-param-changes True" in proc.stdout  # a request's render setting reaches Griffin-Lim
+
+        # synthesize from the registry in an empty folder: no params.yaml, the model's registered settings.
+        syn, empty = tmp_path / "syn", tmp_path / "empty"
+        empty.mkdir()
+        run_cli("synthesize", "--model", "models:/drums-test@champion", "--out", str(syn), "--count", "3",
+                "--reverb", "--room-size", "0.8", "--sequence", "--tempo", "100", env=env, cwd=empty)
+        assert not (empty / "params.yaml").exists()
+        assert sorted(p.name for p in syn.iterdir()) == ["drum_000.wav", "drum_001.wav", "drum_002.wav", "drums.png",
+                                                          "latents.npz", "loop.wav"]
+        assert sf.info(str(syn / "loop.wav")).frames >= 3 * int(0.6 * 16000)
+        assert sf.info(str(syn / "drum_000.wav")).frames > 16000  # the reverb tail
+
+        port = free_port()
+        server = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", "models:/drums-test@champion", "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ping", 180)
+            resp = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+                                 json={"dataframe_split": {"columns": ["seed"], "data": [[7]]}})
+            assert resp.status_code == 200, resp.text[:500]
+            (clip,) = resp.json()["predictions"]
+            assert 15000 < len(clip) < 17000 and max(abs(v) for v in clip) <= 1.0
+            rough = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+                                  json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
+                                        "params": {"griffin_lim_iters": 1}})
+            assert rough.status_code == 200, rough.text[:500]
+            assert not np.allclose(rough.json()["predictions"][0], clip)  # the request's render setting is used
+            big = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+                                json={"dataframe_split": {"columns": ["seed"], "data": [[i] for i in range(257)]}})
+            assert big.status_code == 400 and "at most 256 sounds" in big.text  # bounded memory, a clear 4xx
+        finally:
+            server.terminate()
+            server.wait(30)
     finally:
-        server.terminate()
-        server.wait(30)
-    for gen in two_models:  # back, for the tests that follow
-        shutil.move(aside / gen.parent.name, gen.parent)
+        for gen in two_models:  # back, for the tests that follow
+            shutil.move(aside / gen.parent.name, gen.parent)
 
 
 def test_register_takes_metrics_only_from_an_evaluation_of_that_file(two_models, evaluations, tmp_path, env):
@@ -216,7 +219,7 @@ def test_gate_refuses_collapsed_and_memorizing_models_whatever_their_distance(
 
     name = ["--set", "registry.model_name=drums-gate"]
     run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *name, env=env)
-    run_cli("promote", *name, *NO_RULES, env=env)
+    run_cli("promote", *name, *sets(NO_RULES), env=env)
     champion_fd = json.loads(evaluations[0].read_text())["frechet_distance"]
 
     collapsed = collapsed_copy(two_models[0], tmp_path / "collapsed")
@@ -245,7 +248,7 @@ def test_gate_refuses_collapsed_and_memorizing_models_whatever_their_distance(
 
 
 def test_concurrent_promotes_never_both_succeed(two_models, evaluations, env):
-    name = ["--set", "registry.model_name=drums-race", *NO_RULES]
+    name = ["--set", "registry.model_name=drums-race", *sets(NO_RULES)]
     for _ in range(2):  # two versions with equal metrics: whichever is promoted first, the other cannot beat it
         run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *name, env=env)
     procs = [subprocess.Popen([str(BIN / "specgan"), "promote", "--version", v, *name], env={**os.environ, **env},
