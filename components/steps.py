@@ -93,27 +93,28 @@ def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[
 
 
 def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Artifact], generator: Output[Model],
-              metrics: Output[Metrics], checkpoint_root: str = "") -> None:
-    """specgan train. The generator folder holds generator.pt; checkpoints go to ``checkpoint_root/<key>``
+              checkpoints: Output[Artifact], metrics: Output[Metrics], checkpoint_root: str = "") -> None:
+    """specgan train. The Model artifact holds generator.pt only. Checkpoints go to ``checkpoint_root/<key>``
     (a mounted volume; the key is the hash of the train sections, so a retried pod, or a later run with the
-    same settings, resumes) or else beside generator.pt."""
-    from specgan.tracking import check_tracking
-
-    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
+    same settings, resumes) or else to their own artifact, which render, evaluate and register never fetch."""
     import hashlib
     import shutil
     from pathlib import Path
 
     from specgan.pipeline_params import load_sections
+    from specgan.tracking import check_tracking
     from specgan.train import GENERATOR_FILE, train
 
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     p = load_sections(params.path)
     key = hashlib.sha256(Path(params.path).read_bytes()).hexdigest()[:16]
-    work = Path(checkpoint_root) / key if checkpoint_root else Path(generator.path)
+    work = Path(checkpoint_root) / key if checkpoint_root else Path(checkpoints.path)
     summary = train(features.path, stats.path, work, p)
-    if work != Path(generator.path):
-        Path(generator.path).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / GENERATOR_FILE, Path(generator.path) / GENERATOR_FILE)
+    Path(generator.path).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(work / GENERATOR_FILE, Path(generator.path) / GENERATOR_FILE)
+    if checkpoint_root:
+        Path(checkpoints.path).mkdir(parents=True, exist_ok=True)
+        (Path(checkpoints.path) / "WHERE.txt").write_text(f"checkpoints are on the volume at {work}\n")
     for key, value in summary.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(key, float(value))
@@ -123,14 +124,14 @@ def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Ar
 def render_samples(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset], report: Input[Artifact],
                    samples: Output[Artifact], gallery: Output[HTML]) -> None:
     """specgan render: WAV files and plots, and the gallery page (with the evaluation) as an HTML artifact."""
-    from specgan.tracking import check_tracking
-
-    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     import shutil
     from pathlib import Path
 
     from specgan.pipeline_params import load_sections
     from specgan.render import GALLERY, render
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
 
     p = load_sections(params.path)
     render(str(Path(generator.path) / "generator.pt"), samples.path, p.render, metrics_path=report.path,
@@ -141,13 +142,13 @@ def render_samples(params: Input[Artifact], generator: Input[Model], dataset: In
 def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset],
                        metrics: Output[Metrics], report: Output[Artifact]) -> None:
     """specgan evaluate: quality metrics against held-out real clips."""
-    from specgan.tracking import check_tracking
-
-    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     from pathlib import Path
 
     from specgan.evaluate import run_evaluate
     from specgan.pipeline_params import load_sections
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
 
     p = load_sections(params.path)
     result = run_evaluate(str(Path(generator.path) / "generator.pt"), dataset.path, report.path, p.evaluate,
@@ -160,14 +161,14 @@ def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset
 def register_generator(params: Input[Artifact], generator: Input[Model], report: Input[Artifact],
                        summary: Output[Markdown]) -> NamedTuple("Registered", [("name", str), ("version", str)]):
     """specgan register: a new model version with the challenger alias."""
-    from specgan.tracking import check_tracking
-
-    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     from collections import namedtuple
     from pathlib import Path
 
     from specgan.config import load_params
     from specgan.registry import CHALLENGER, register
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
 
     p = load_params(params.path)
     res = register(str(Path(generator.path) / "generator.pt"), p, eval_metrics_path=report.path)

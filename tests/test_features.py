@@ -219,3 +219,22 @@ def test_odd_files_become_rejects_with_reasons_and_linked_folders_are_followed(t
     assert "caf\\xe9.wav,file name is not valid UTF-8" in rejects
     manifest = "".join(p.read_text() for p in (tmp_path / "f").glob("*.manifest.csv"))
     assert "good.mp3" in manifest and "kit/linked.wav" in manifest
+
+
+@pytest.mark.parametrize("mode,expected", [("folder", {"kick/a.wav": "kick", "snare/b.wav": "snare",
+                                                       "train/tom/c.wav": "tom", "train/d.wav": ""}),
+                                           ("manifest", {"kick/a.wav": "", "snare/b.wav": "",
+                                                         "train/tom/c.wav": "", "train/d.wav": "x"}),
+                                           ("none", {"kick/a.wav": "", "snare/b.wav": "", "train/tom/c.wav": "",
+                                                     "train/d.wav": ""})])
+def test_data_labels_decides_the_classes_in_the_manifest(tmp_path, mode, expected):
+    """data.labels: the folder a clip sits in (never a split folder), the labels.csv manifest, or none."""
+    tone = 0.5 * np.sin(np.linspace(0, 400 * np.pi, 16000))
+    for rel in expected:
+        (tmp_path / "d" / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "d" / rel, tone, 16000)
+    (tmp_path / "d" / "train" / "labels.csv").write_text("path,label\nd.wav,x\n")
+    run_cli("features", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "f"), "--split", "all",
+            "--params", str(ROOT / "params.yaml"), "--set", f"data.labels={mode}", "--workers", "1")
+    rows = [r for p in sorted((tmp_path / "f").glob("*.manifest.csv")) for r in csv.DictReader(p.open())]
+    assert {r["path"]: r["label"] for r in rows} == expected

@@ -250,6 +250,8 @@ def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_arc
                                   load_features(repo / "data" / "features"))
     assert NormStats.load(run_root / "merge-stats" / "stats").to_dict()["mean"] == \
         NormStats.load(repo / "data" / "stats.json").to_dict()["mean"]
+    assert sorted(p.name for p in (run_root / "train-gan" / "generator").iterdir()) == ["generator.pt"]
+    assert (run_root / "train-gan" / "checkpoints" / "checkpoints").is_dir()  # apart from the model
     a = torch.load(run_root / "train-gan" / "generator" / "generator.pt", weights_only=True)["state_dict"]
     b = torch.load(repo / "outputs" / "train" / "generator.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -289,6 +291,7 @@ def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, 
     def attempt(n: int) -> None:
         train_fn(params=dsl.Artifact(uri=str(tmp_path / "params.yaml")), features=dsl.Dataset(uri=str(feats)),
                  stats=dsl.Artifact(uri=str(stats)), generator=dsl.Model(uri=str(tmp_path / f"gen{n}")),
+                 checkpoints=dsl.Artifact(uri=str(tmp_path / f"ckpt{n}")),
                  metrics=dsl.Metrics(uri=str(tmp_path / f"metrics{n}")), checkpoint_root=str(tmp_path / "vol"))
 
     attempt(1)
