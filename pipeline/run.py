@@ -31,7 +31,7 @@ def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.
 
     import kfp
 
-    from specgan.errors import SpecganError
+    from specgan.errors import SpecganError, first_line
     from specgan.redact import redact_url
 
     func = pipeline_from_files(params_path, cluster_path, overrides)  # config errors before any network
@@ -40,7 +40,7 @@ def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.
         run = client.create_run_from_pipeline_func(func, arguments=arguments or {}, experiment_name=experiment,
                                                    namespace=namespace)
     except Exception as exc:  # noqa: BLE001 -- urllib3, kfp_server_api and auth errors: all one line here
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc, 300)
         raise SpecganError(f"Kubeflow Pipelines at {redact_url(host)}: {type(exc).__name__}: {redact_url(first)}"
                            ) from None
     return run.run_id

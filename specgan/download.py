@@ -20,7 +20,7 @@ from tqdm import tqdm
 from specgan.atomic import atomic_dir, check_out_dir, write_json
 from specgan.audio import is_kept_name, list_audio
 from specgan.config import DownloadConfig
-from specgan.errors import DownloadError, UnsafeArchiveError
+from specgan.errors import DownloadError, UnsafeArchiveError, first_line
 from specgan.hashing import file_sha256
 from specgan.redact import redact_url
 from specgan.storage import s3_client, split_s3_url
@@ -83,11 +83,11 @@ def _fetch_remote(url: str, part: Path, cfg: DownloadConfig) -> None:
             raise DownloadError(f"{url}: too many redirects (a redirect loop?)") from None
         except (_Transient, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError) as exc:  # read1 raises urllib3's own errors
-            exc = _first_line(exc)
+            reason = first_line(exc, 200)
             if attempt == cfg.retries:  # the part file stays: the next run resumes it (If-Range guards it)
-                raise DownloadError(f"{url}: failed after {attempt} attempts: {exc}") from None
+                raise DownloadError(f"{url}: failed after {attempt} attempts: {reason}") from None
             delay = cfg.backoff_s * 2 ** (attempt - 1)
-            log.warning("download attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
+            log.warning("download attempt %d failed (%s); retrying in %.1fs", attempt, reason, delay)
             time.sleep(delay)
 
 
@@ -278,7 +278,7 @@ def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> I
                     rel = Path(m.name).as_posix()
                     yield rel, _copy_stream(src, dest / rel)
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
-        raise DownloadError(f"{archive.name}: corrupt {label} archive ({_first_line(exc)})") from None
+        raise DownloadError(f"{archive.name}: corrupt {label} archive ({first_line(exc, 200)})") from None
 
 
 def _extract_zip(archive: Path, dest: Path, cfg: DownloadConfig) -> Iterator[tuple[str, str]]:
@@ -298,11 +298,7 @@ def _extract_zip(archive: Path, dest: Path, cfg: DownloadConfig) -> Iterator[tup
                     with zf.open(info) as src:
                         yield info.filename, _copy_stream(src, dest / info.filename)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # CRC checked as each member is read
-        raise DownloadError(f"{archive.name}: corrupt zip archive ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise DownloadError(f"{archive.name}: corrupt zip archive ({first_line(exc, 200)})") from None
 
 
 def read_source_info(data_dir: str | Path) -> dict:

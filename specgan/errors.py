@@ -1,6 +1,12 @@
 """Errors a user can act on: the CLI prints them as one line and exits 1."""
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's message cut to its first line (and ``limit`` characters), or its type's name when empty:
+    what a one-line error quotes of a library's exception."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class SpecganError(RuntimeError):
     """Base of every user-facing error of the pipeline."""
 

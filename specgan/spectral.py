@@ -15,6 +15,7 @@ import torch
 import torchaudio
 
 from specgan.config import FeaturesConfig
+from specgan.errors import first_line
 
 
 class RejectedClip(ValueError):
@@ -37,7 +38,7 @@ def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None) 
     try:
         snd = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise RejectedClip(f"unreadable audio: {_first_line(exc)}") from None
+        raise RejectedClip(f"unreadable audio: {first_line(exc)}") from None
     with snd:
         if snd.frames <= 0:
             raise RejectedClip("empty: 0 samples")
@@ -51,7 +52,7 @@ def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None) 
         try:
             audio = snd.read(frames=need, dtype="float64", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise RejectedClip(f"unreadable audio: {_first_line(exc)}") from None
+            raise RejectedClip(f"unreadable audio: {first_line(exc)}") from None
     if audio.shape[0] < min(need, total):  # integers: 44100 * (7759 / 44100) is 7759.000000000001
         raise RejectedClip(f"truncated: {audio.shape[0]} frames decoded")
     if not np.isfinite(audio).all():
@@ -81,10 +82,6 @@ def _check_wav_complete(data: bytes) -> None:
                 raise RejectedClip(f"truncated: data chunk promises {length} bytes, {len(data) - pos} present")
             return
         pos += length + (length & 1)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @lru_cache(maxsize=16)

@@ -11,7 +11,7 @@ import torchaudio
 
 from specgan.config import FeaturesConfig, ModelConfig, NormalizeConfig, RenderConfig
 from specgan.data import denormalize
-from specgan.errors import SpecganError
+from specgan.errors import SpecganError, first_line
 from specgan.generator_file import GeneratorFileError, read_generator
 from specgan.models import Generator
 from specgan.stats import NormStats
@@ -87,7 +87,7 @@ class DrumGenerator:
             normalize, features = NormalizeConfig(**payload["normalize"]), FeaturesConfig(**payload["features"])
         except (TypeError, KeyError, RuntimeError, ValueError) as exc:
             raise GeneratorFileError(f"{path} is a damaged generator file ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0][:200]})") from None
+                                     f"{first_line(exc, 200)})") from None
         G.to(device).eval()
         return cls(G, stats, model, normalize, features, dict(payload["provenance"]), classes)
 
