@@ -9,7 +9,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from specgan.config import ConfigError, load_params
+from specgan.cli import run_reporting_errors
+from specgan.config import load_params
 from specgan.errors import SpecganError
 from specgan.pipeline_params import typed_arguments
 
@@ -76,15 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning)
         for name in ("urllib3", "urllib3.connectionpool"):  # kfp's client resets their levels: disable them
             logging.getLogger(name).disabled = True
-    try:
-        args.func(args)
-        return 0
-    except (ConfigError, SpecganError) as exc:
-        print(f"specgan-kfp {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        print(f"specgan-kfp {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 1
+    return run_reporting_errors(f"specgan-kfp {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from specgan.config import ConfigError, Params, load_params
@@ -362,12 +362,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_reporting_errors(prog: str, call: Callable[[], int | None]) -> int:
+    """Run a command; errors the user can act on become one line on stderr (credentials in URLs removed) and
+    exit code 1. Shared by ``specgan`` and ``specgan-kfp``."""
+    from specgan.redact import redact_url
+
+    try:
+        return int(call() or 0)
+    except (ConfigError, SpecganError) as exc:
+        print(f"{prog}: error: {redact_url(str(exc))}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"{prog}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: errors the user can act on are one line on stderr and exit code 1."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def call() -> int | None:
         explicit = args.params is not None
         args.params = args.params or "params.yaml"
         if getattr(args, "params_free", False) or (getattr(args, "params_optional", False) and not explicit
@@ -375,15 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = None
         else:
             params = _params(args)
-        return int(args.func(args, params) or 0)
-    except (ConfigError, SpecganError) as exc:
-        from specgan.redact import redact_url
+        return args.func(args, params)
 
-        print(f"specgan {args.command}: error: {redact_url(str(exc))}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        print(f"specgan {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 1
+    return run_reporting_errors(f"specgan {args.command}", call)
 
 
 if __name__ == "__main__":

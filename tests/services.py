@@ -173,24 +173,24 @@ def start_mlflow_server(home: Path, artifacts_destination: str) -> Iterator[str]
         proc.wait(20)
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
-            check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `specgan` command as a user would."""
-    proc = subprocess.run([str(BIN / "specgan"), *args], cwd=cwd, capture_output=True, text=True,
+def run_command(tool: str, *args: str, cwd: Path | None = None, env: dict | None = None,
+                check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run one of the installed console scripts as a user would; ``check`` fails the test on a non-zero exit."""
+    proc = subprocess.run([str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"specgan {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
 
 
-def run_kfp(*args: str, cwd: Path | None = None, env: dict | None = None,
-            check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the installed `specgan-kfp` command (compile, run) as a user would."""
-    proc = subprocess.run([str(BIN / "specgan-kfp"), *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"specgan-kfp {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc
+def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """The `specgan` command."""
+    return run_command("specgan", *args, timeout=timeout, **kw)
+
+
+def run_kfp(*args: str, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
+    """The `specgan-kfp` command (compile, run)."""
+    return run_command("specgan-kfp", *args, timeout=timeout, **kw)
 
 
 def copy_project(dest: Path, extra: tuple[str, ...] = ()) -> Path:
