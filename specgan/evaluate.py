@@ -182,9 +182,8 @@ def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
     return out
 
 
-def class_scores(train_vec: np.ndarray, train_labels: list[str], samples: np.ndarray) -> dict:
+def class_scores(clf, samples: np.ndarray) -> dict:
     """Inception-style score and class shares from a classifier trained on labelled real clips."""
-    clf = drum_classifier(train_vec, train_labels)
     probs = clf.predict_proba(samples)
     marginal = probs.mean(0, keepdims=True)
     kl = (probs * (np.log(probs + 1e-12) - np.log(marginal + 1e-12))).sum(1)
@@ -236,14 +235,14 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
     m["collapse_flag"] = int(m["nn_self"] < cfg.collapse_ratio * m["nn_self_real"])
     m["memorization_flag"] = int(m["nn_train"] < cfg.memorization_ratio * m["nn_train_real"])
     if all(train.labels) and len(set(train.labels)) > 1:
-        gen_scores = class_scores(train_vec, train.labels, gen_vec)
-        real_scores = class_scores(train_vec, train.labels, held_vec)
+        clf = drum_classifier(train_vec, train.labels)  # fitted once: every class score below uses it
+        gen_scores = class_scores(clf, gen_vec)
+        real_scores = class_scores(clf, held_vec)
         m["inception_score"] = gen_scores["inception_score"]
         m["inception_score_real"] = real_scores["inception_score"]
         m["class_share"] = gen_scores["class_share"]
         if requested is not None:
-            m.update(conditional_accuracy(drum_classifier(train_vec, train.labels), gen_vec, requested,
-                                          held_vec, heldout.labels))
+            m.update(conditional_accuracy(clf, gen_vec, requested, held_vec, heldout.labels))
     return m
 
 
