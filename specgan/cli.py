@@ -169,8 +169,6 @@ def cmd_interpolate(args: argparse.Namespace, p: Params | None) -> None:
 
 
 def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
-    import json
-
     from specgan.atomic import write_json
     from specgan.explore import invert
     from specgan.synthesis import LATENTS, save_latents
@@ -193,7 +191,7 @@ def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
     near = (f"; the nearest training clip is at {res.nearest_training:.4f}" if res.nearest_training is not None
             else "")
     print(f"found z at distance {res.distance:.4f} (random z: {res.random_distance:.4f}{near})"
-          + (f", class {res.drum_class}" if res.drum_class else "") + f"\n{json.dumps(str(out / LATENTS))} holds it")
+          + (f", class {res.drum_class}" if res.drum_class else "") + f"\n{out / LATENTS} holds it")
 
 
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:

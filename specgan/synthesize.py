@@ -97,8 +97,9 @@ def synthesize(gen: DrumGenerator, out_dir: str | Path, cfg: SynthesizeConfig, r
         written.append(write_wav(out_dir / f"drum_{i:03d}.wav", clip, sr))
     if loop:
         written.append(write_wav(out_dir / "loop.wav", sequence(audio, sr, cfg.tempo_bpm), sr))
-    names = [p.name + (f" ({gen.classes[i]})" if y is not None else "")
-             for p, i in zip(written, (y.tolist() if y is not None else [0] * len(audio)), strict=False)]
+    names = [p.name for p in written[:len(audio)]]  # the sounds, not loop.wav
+    if y is not None:
+        names = [f"{name} ({gen.classes[i]})" for name, i in zip(names, y.tolist(), strict=True)]
     waveforms_and_spectrograms(audio, sr, out_dir / "drums.png", names)
     save_latents(out_dir / LATENTS, z, y, gen.classes)
     return written
