@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     arguments = typed_arguments(args.arg or (), p.to_dict())
     overrides = tuple(args.set or ())
     if args.local:
-        version = run_local(args.workdir, args.params, args.cluster, arguments, overrides)
+        version = run_local(args.workdir, args.params, args.cluster, arguments, overrides,
+                            verbose=args.verbose or args.verbose_run)
         print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger; "
               f"artifacts under {args.workdir}")
         return
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--local", action="store_true", help="run with kfp.local in this environment")
     sp.add_argument("--workdir", default="outputs/kfp-local", help="--local: pipeline root folder")
     sp.add_argument("--arg", action="append", metavar="NAME=VALUE", help="a pipeline parameter (repeatable)")
+    sp.add_argument("--verbose", dest="verbose_run", action="store_true",
+                    help="--local: show kfp.local's whole output (executor input, every task's log)")
     sp.set_defaults(func=cmd_run)
 
     for choice in sub.choices.values():

@@ -48,11 +48,29 @@ def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.
 
 def run_local(workdir: str | Path, params_path: str | Path = ROOT / "params.yaml",
               cluster_path: str | Path = DEFAULT_CLUSTER, arguments: dict | None = None,
-              overrides: tuple[str, ...] = ()) -> str:
+              overrides: tuple[str, ...] = (), verbose: bool = False) -> str:
     """Run the whole pipeline here with kfp.local (subprocesses in this environment, no containers);
-    returns the registered model version."""
+    returns the registered model version. The console gets one line per task and kfp.local's whole output
+    goes to ``workdir/kfp-local.log`` (``verbose``: the whole output on the console instead). A failed task
+    is a one-line SpecganError."""
     from kfp import local
 
+    from pipeline.console import ANSI, TaskConsole, quiet_local_run
+    from specgan.errors import SpecganError, first_line
+
     workdir = Path(workdir).resolve()
+    func = pipeline_from_files(params_path, cluster_path, overrides, local=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline_root"))
-    return str(pipeline_from_files(params_path, cluster_path, overrides, local=True)(**(arguments or {})).output)
+    if verbose:
+        return str(func(**(arguments or {})).output)
+    console = TaskConsole(workdir / "kfp-local.log")
+    print(f"running the pipeline with kfp.local; the full log: {console.log_path}", flush=True)
+    try:
+        with quiet_local_run(console):
+            return str(func(**(arguments or {})).output)
+    except RuntimeError as exc:  # kfp.local: "Pipeline 'x' finished with status FAILURE. Inner task failed: ..."
+        if isinstance(exc, SpecganError):
+            raise
+        raise SpecganError(f"{ANSI.sub('', first_line(exc, 300))} (the full log: {console.log_path})") from None
+    finally:
+        console.close()

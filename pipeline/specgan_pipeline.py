@@ -162,9 +162,10 @@ def build_pipeline(params: Params, cluster: Cluster):
 def pipeline_from_files(params_path: str | Path = ROOT / "params.yaml", cluster_path: str | Path = DEFAULT_CLUSTER,
                         overrides: tuple[str, ...] = (), local: bool = False):
     """Build the pipeline from params.yaml (with ``--set`` overrides) and cluster.yaml; ``local`` (kfp.local)
-    keeps the embedded tracking default instead of requiring a server."""
+    keeps the embedded tracking default instead of requiring a server, and does not retry: a local run's
+    failures are deterministic (a wrong path, a bad param), and the cluster's backoff would only delay them."""
     from dataclasses import replace
 
     cluster = Cluster.load(cluster_path)
-    return build_pipeline(load_params(params_path, overrides), replace(cluster, require_tracking=False) if local
-                          else cluster)
+    return build_pipeline(load_params(params_path, overrides),
+                          replace(cluster, require_tracking=False, retry={}) if local else cluster)

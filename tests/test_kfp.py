@@ -63,6 +63,18 @@ def test_bad_run_arguments_are_one_line(arg, message, tmp_path):
     assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_a_failed_local_run_names_the_task_and_its_error(tmp_path):
+    proc = run_kfp("run", "--local", "--workdir", str(tmp_path), "--set", f"data.source={tmp_path}/none.tar.gz",
+                   cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(r"^  download-dataset +FAILURE", proc.stdout, re.M), proc.stdout
+    assert "DownloadError: dataset source not found" in proc.stdout  # the task's error, once: no local retries
+    assert proc.stdout.count("FAILURE") == 1 and re.search(r"^  train-gan +SKIPPED", proc.stdout, re.M)
+    assert proc.stderr.strip().splitlines() == [
+        f"specgan-kfp run: error: Pipeline 'specgan-drums' finished with status FAILURE. Inner task failed: "
+        f"'download-dataset'. (the full log: {tmp_path / 'kfp-local.log'})"]
+
+
 def _producers(task: dict) -> list[str]:
     return [v["taskOutputArtifact"]["producerTask"] for v in task.get("inputs", {}).get("artifacts", {}).values()
             if "taskOutputArtifact" in v]
@@ -235,6 +247,10 @@ def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_arc
     proc = run_kfp("run", "--local", "--workdir", str(tmp_path / "kfp"), "--params", "params.yaml",
                    "--cluster", "pipeline/cluster.yaml", cwd=repo, env=env, timeout=900)
     assert "drums-kfp version 1 is @challenger" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    # A readable console: a line per task with its status and time; kfp.local's output in the log file.
+    assert re.search(r"^  train-gan +SUCCESS +[\d.]+ s$", proc.stdout, re.M), proc.stdout
+    assert len(proc.stdout.splitlines()) < 30 and "executor" not in proc.stdout.lower()
+    assert "Streamed logs" in (tmp_path / "kfp" / "kfp-local.log").read_text()
     client = mlflow.MlflowClient(mlflow_s3)
     mv = client.get_model_version_by_alias("drums-kfp", "challenger")
     assert mv.version == "1" and "metric.frechet_distance" in mv.tags
