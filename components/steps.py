@@ -93,23 +93,24 @@ def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[
 
 
 def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Artifact], generator: Output[Model],
-              checkpoints: Output[Artifact], metrics: Output[Metrics], checkpoint_root: str = "") -> None:
+              checkpoints: Output[Artifact], metrics: Output[Metrics], checkpoint_root: str = "",
+              procs_per_node: int = 1) -> None:
     """specgan train. The Model artifact holds generator.pt only. Checkpoints go to ``checkpoint_root/<key>``
     (a mounted volume; the key is the hash of the train sections, so a retried pod, or a later run with the
-    same settings, resumes) or else to their own artifact, which render, evaluate and register never fetch."""
+    same settings, resumes) or else to their own artifact, which render, evaluate and register never fetch.
+    ``procs_per_node`` > 1 (cluster.yaml's ``accelerator_count``): one process per GPU through torchrun."""
     import hashlib
     import shutil
     from pathlib import Path
 
-    from specgan.pipeline_params import load_sections
     from specgan.tracking import check_tracking
-    from specgan.train import GENERATOR_FILE, train
+    from specgan.train import GENERATOR_FILE
+    from specgan.train_task import train_in_task
 
     check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
-    p = load_sections(params.path)
     key = hashlib.sha256(Path(params.path).read_bytes()).hexdigest()[:16]
     work = Path(checkpoint_root) / key if checkpoint_root else Path(checkpoints.path)
-    summary = train(features.path, stats.path, work, p)
+    summary = train_in_task(features.path, stats.path, work, params.path, int(procs_per_node))
     Path(generator.path).mkdir(parents=True, exist_ok=True)
     shutil.copy2(work / GENERATOR_FILE, Path(generator.path) / GENERATOR_FILE)
     if checkpoint_root:

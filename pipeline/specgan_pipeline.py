@@ -142,7 +142,8 @@ def build_pipeline(params: Params, cluster: Cluster):
                              shards=dsl.Collected(shard.outputs["shard"])), cluster).set_display_name("stats")
         pvc = cluster.train.get("checkpoint_pvc")
         trained = _gpu(c.train(params=group["train"], features=stats.outputs["features"],
-                               stats=stats.outputs["stats"], checkpoint_root=CHECKPOINT_MOUNT if pvc else ""),
+                               stats=stats.outputs["stats"], checkpoint_root=CHECKPOINT_MOUNT if pvc else "",
+                               procs_per_node=int(cluster.train.get("accelerator_count", 1))),
                        cluster).set_display_name("train (GPU)")
         if pvc:
             kubernetes.mount_pvc(trained, pvc_name=pvc, mount_path=CHECKPOINT_MOUNT)

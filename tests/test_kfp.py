@@ -321,3 +321,41 @@ def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, 
     b = torch.load(tmp_path / "gen2" / "generator.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert last.stat().st_mtime_ns == stamp  # resumed: no epoch was trained again
+
+
+def test_train_task_runs_one_process_per_gpu_through_torchrun(prepared, tmp_path, params, monkeypatch):
+    """accelerator_count 2: the train task is a torchrun job of 2 ranks (gloo on the CPU here), through the
+    component's own function; the compiled task asks for 2 GPUs and passes 2 processes."""
+    from kfp import dsl
+
+    from components import make_components
+    from specgan.pipeline_params import section_text
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "ddp-task")
+    monkeypatch.setenv("SPECGAN_DEVICE", "cpu")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in TINY.items()])
+    (tmp_path / "params.yaml").write_text(section_text(tiny.to_dict(), "train"))
+    feats, stats = prepared
+    make_components("unused").train.python_func(
+        params=dsl.Artifact(uri=str(tmp_path / "params.yaml")), features=dsl.Dataset(uri=str(feats)),
+        stats=dsl.Artifact(uri=str(stats)), generator=dsl.Model(uri=str(tmp_path / "gen")),
+        checkpoints=dsl.Artifact(uri=str(tmp_path / "ckpt")), metrics=dsl.Metrics(uri=str(tmp_path / "m")),
+        procs_per_node=2)
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["generator.pt"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["checkpoints", "generator.pt", "grids"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = mlflow.search_runs(experiment_names=["ddp-task"], output_format="list")
+    assert run.data.params["train.world_size"] == "2"
+
+    cluster = yaml.safe_load((ROOT / "pipeline" / "cluster.yaml").read_text())
+    cluster["train"]["accelerator_count"] = 2
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(cluster))
+    out = tmp_path / "pipeline.yaml"
+    run_kfp("compile", "--out", str(out), "--cluster", str(tmp_path / "cluster.yaml"), cwd=ROOT)
+    spec = next(yaml.safe_load_all(out.read_text()))
+    task = spec["root"]["dag"]["tasks"]["train-gan"]
+    assert task["inputs"]["parameters"]["procs_per_node"]["runtimeValue"]["constant"] == 2
+    assert spec["deploymentSpec"]["executors"]["exec-train-gan"]["container"]["resources"]["accelerator"][
+        "resourceCount"] == "2"
