@@ -39,6 +39,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"submitted run {run_id}")
 
 
+def cmd_pytorchjob(args: argparse.Namespace) -> None:
+    from pipeline.pytorchjob import write_pytorchjob
+
+    out = write_pytorchjob(args.out, args.cluster, args.nodes, args.data_pvc, args.namespace)
+    print(f"PyTorchJob written to {out}: kubectl apply -f {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests that check the README's commands)."""
     parser = argparse.ArgumentParser(prog="specgan-kfp", description="SpecGAN on Kubeflow Pipelines")
@@ -59,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--verbose", dest="verbose_run", action="store_true",
                     help="--local: show kfp.local's whole output (executor input, every task's log)")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("pytorchjob", help="write a Kubeflow Trainer PyTorchJob: training across several GPU nodes")
+    sp.add_argument("--nodes", type=int, default=2, help="pods, each with cluster.yaml's accelerator_count GPUs")
+    sp.add_argument("--data-pvc", required=True, help="a shared volume with features/, stats.json and params.yaml")
+    sp.add_argument("--namespace", help="the job's namespace")
+    sp.add_argument("--out", default="pytorchjob.yaml", help="output YAML (default pytorchjob.yaml)")
+    sp.set_defaults(func=cmd_pytorchjob)
 
     for choice in sub.choices.values():
         choice.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -359,3 +360,43 @@ def test_train_task_runs_one_process_per_gpu_through_torchrun(prepared, tmp_path
     assert task["inputs"]["parameters"]["procs_per_node"]["runtimeValue"]["constant"] == 2
     assert spec["deploymentSpec"]["executors"]["exec-train-gan"]["container"]["resources"]["accelerator"][
         "resourceCount"] == "2"
+
+
+def test_pytorchjob_command_trains_across_two_nodes(prepared, params, tmp_path):
+    """`specgan-kfp pytorchjob`: a Master and a Worker with cluster.yaml's GPUs, limits and volume. Its torchrun
+    command, with the variables the training operator sets filled in, runs here as two 'nodes' (gloo)."""
+    import socket
+    import subprocess
+
+    out = tmp_path / "job.yaml"
+    run_kfp("pytorchjob", "--nodes", "2", "--data-pvc", "specgan-data", "--out", str(out), cwd=ROOT)
+    job = yaml.safe_load(out.read_text())
+    assert job["kind"] == "PyTorchJob" and "&id" not in out.read_text()
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Master"]["replicas"] == 1 and specs["Worker"]["replicas"] == 1
+    pod = specs["Worker"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1 and "memory" in container["resources"]["limits"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "specgan-data"
+
+    feats, stats = prepared
+    work = tmp_path / "workspace"
+    work.mkdir()
+    (work / "features").symlink_to(feats)
+    (work / "stats.json").symlink_to(stats)
+    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in {**TINY, "train.epochs": 1}.items()])
+    (work / "params.yaml").write_text(yaml.safe_dump(tiny.to_dict()))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in (0, 1):
+        cmd = [a.replace("$(RANK)", str(rank)).replace("$(MASTER_ADDR)", "127.0.0.1")
+               .replace("$(MASTER_PORT)", str(port)).replace("/workspace", str(work)) for a in container["command"]]
+        cmd[0] = str(Path(sys.executable).parent / cmd[0])
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "SPECGAN_DEVICE": "cpu",
+               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert (work / "train" / "generator.pt").exists()
