@@ -1,9 +1,17 @@
-"""What a training run records: the loss history (CSV for DVC plots), MLflow params, metrics and grids."""
+"""What a training run records: the loss history (CSV for DVC plots), MLflow params, metrics and grids.
+
+A tracking server that goes away during training costs seconds, not minutes: requests fail fast while the
+run is open, training goes on (checkpoints, CSV, grids on disk), the metrics wait in memory and are sent when
+the server answers again (tried every ``OUTAGE_RETRY_S``), and the run gets a ``tracking_gap`` tag."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,23 @@ log = logging.getLogger(__name__)
 LOG_FIELDS = ["iteration", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]  # the CSV (DVC plots)
 MLFLOW_NAMES = ["loss/d", "loss/g", "d_output/real", "d_output/fake"]  # the same values, grouped in the MLflow UI
 GRID_SAMPLES = 16
+OUTAGE_RETRY_S = 10.0  # while the tracking server does not answer, try again this often
+# MLflow's own retries (7, exponential backoff: minutes) while training; the outage logic above retries instead.
+FAST_FAILING = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextlib.contextmanager
+def fast_failing_requests() -> Iterator[None]:
+    """MLflow requests that give up in seconds (settings the user exported win)."""
+    saved = {k: os.environ.get(k) for k in FAST_FAILING}
+    os.environ.update({k: v for k, v in FAST_FAILING.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 class RunLog:
@@ -33,6 +58,11 @@ class RunLog:
         self.run_id = run_id
         self.mlflow: Any = None
         self.last_rate = 0.0
+        self.pending: list[tuple[dict[str, float], int]] = []  # metrics not yet on the server
+        self.gap_from: int | None = None  # the iteration at which the server stopped answering
+        self.gaps: list[str] = []  # outages that ended: "iterations A-B"
+        self.unsent_grids: list[Path] = []
+        self._next_try = 0.0
 
     def start(self, tags: dict[str, str], extra_params: dict[str, Any]) -> None:
         """Open the MLflow run (a resumed training continues its own run) and log every param."""
@@ -69,8 +99,46 @@ class RunLog:
                             "speed/samples_per_s": rate * cfg.batch_size * cfg.optim.d_steps})
             if device.type == "cuda":
                 metrics["speed/gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-            self.mlflow.log_metrics(metrics, step=state.iteration)
+            self.pending.append((metrics, state.iteration))
+            self._send(self._flush_metrics, state.iteration)
         return row
+
+    def _flush_metrics(self) -> None:
+        from mlflow.entities import Metric
+
+        ms = int(time.time() * 1000)
+        batch = [Metric(k, float(v), ms, step) for metrics, step in self.pending for k, v in metrics.items()]
+        client = self.mlflow.MlflowClient()
+        for i in range(0, len(batch), 1000):  # the server's limit per batch
+            client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+        self.pending.clear()
+
+    def _send(self, call: Callable[[], None], iteration: int, force: bool = False) -> bool:
+        """Run a tracking call; while the server is away, only every ``OUTAGE_RETRY_S`` (or when ``force``).
+        Returns whether it went through."""
+        from specgan.errors import first_line
+
+        now = time.monotonic()
+        if self.gap_from is not None and now < self._next_try and not force:
+            return False
+        try:
+            with fast_failing_requests():
+                call()
+        except Exception as exc:  # noqa: BLE001 -- whatever the transport raised: training goes on
+            self._next_try = now + OUTAGE_RETRY_S
+            if self.gap_from is None:
+                self.gap_from = iteration
+                log.warning("tracking server unreachable at iteration %d (%s): training goes on; metrics are "
+                            "kept and sent when it answers again", iteration, first_line(exc, 200))
+            return False
+        if self.gap_from is not None:
+            self.gaps.append(f"iterations {self.gap_from}-{iteration}")
+            log.warning("tracking server back at iteration %d: the metrics since iteration %d were sent",
+                        iteration, self.gap_from)
+            self.gap_from = None
+            with fast_failing_requests(), contextlib.suppress(Exception):
+                self.mlflow.set_tag("tracking_gap", ", ".join(self.gaps))
+        return True
 
     def write_csv(self) -> None:
         if self.log_csv:
@@ -100,25 +168,42 @@ class RunLog:
         if self.mlflow:
             import matplotlib.image
 
-            self.mlflow.log_artifact(str(dest), "grids")
-            # As an MLflow image with its step: the UI's slider walks through training.
-            self.mlflow.log_image(matplotlib.image.imread(dest)[..., :3], key="spectrogram_grid",
-                                  step=state.iteration)
+            def send() -> None:
+                self.mlflow.log_artifact(str(dest), "grids")
+                # As an MLflow image with its step: the UI's slider walks through training.
+                self.mlflow.log_image(matplotlib.image.imread(dest)[..., :3], key="spectrogram_grid",
+                                      step=state.iteration)
+
+            if not self._send(send, state.iteration):
+                self.unsent_grids.append(dest)
         return dest
 
     def finish(self, summary: dict, artifacts: list[Path], iteration: int) -> None:
-        """The final losses and the model files; the MLflow run ends FINISHED."""
+        """The final losses and the model files; the MLflow run ends FINISHED. With the tracking server still
+        away, the run stays open there and a warning says what is where (the files are written either way)."""
         self.write_csv()
         if not self.mlflow:
             return
-        for path in artifacts:
-            self.mlflow.log_artifact(str(path), "model")
         final = {f"final/{name}": summary[k] for k, name in zip(LOG_FIELDS[2:], MLFLOW_NAMES, strict=True)
                  if k in summary}
-        self.mlflow.log_metrics(final, step=iteration)
-        self.mlflow.end_run()
+        self.pending.append((final, iteration))
+
+        def send() -> None:
+            self._flush_metrics()
+            for path in self.unsent_grids:
+                self.mlflow.log_artifact(str(path), "grids")
+            for path in artifacts:
+                self.mlflow.log_artifact(str(path), "model")
+            self.mlflow.end_run()
+
+        if not self._send(send, iteration, force=True):
+            for key, value in FAST_FAILING.items():  # MLflow's end-of-process end_run: give up in seconds too
+                os.environ.setdefault(key, value)
+            log.warning("MLflow run %s could not be finished: the tracking server is unreachable since iteration "
+                        "%s. The generator, checkpoints and the loss CSV are on disk; rerun the stage (it resumes "
+                        "from the last checkpoint) to record the run", self.run_id, self.gap_from)
 
     def fail(self) -> None:
-        """A crash or an interrupt: the MLflow run ends FAILED (not left RUNNING)."""
+        """A crash or an interrupt: the MLflow run ends FAILED (not left RUNNING) when the server answers."""
         if self.mlflow:
-            self.mlflow.end_run(status="FAILED")
+            self._send(lambda: self.mlflow.end_run(status="FAILED"), -1, force=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -163,3 +164,53 @@ def test_credentials_in_urls_are_never_stored_or_printed(prepared, tmp_path):
     proc = run_cli(*train_args(prepared, tmp_path / "u", 1), check=False,
                    env={"MLFLOW_TRACKING_URI": f"http://bob:hunter2@127.0.0.1:{free_port()}"})
     assert proc.returncode == 1 and "not reachable" in proc.stderr and "hunter2" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared, tmp_path):
+    """A real MLflow server is killed during training and started again on the same port and database:
+    training goes on at full speed, and every logged step reaches the server, with the gap tagged."""
+    from tests.services import wait_http
+
+    port, home = free_port(), tmp_path / "server"
+    home.mkdir()
+    url = f"http://127.0.0.1:{port}"
+
+    def server() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", str(home / "art")],
+            stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        wait_http(url + "/health", 90)
+        return proc
+
+    first = server()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": "outage", "OMP_NUM_THREADS": "1"}
+    args = train_args(prepared, tmp_path / "run", 60, "--log-csv", str(tmp_path / "log.csv"), "--set",
+                      "train.grid_every_epochs=30", "--set", "train.checkpoint_every_epochs=30", "--set",
+                      "train.log_every_iters=5")
+    train = subprocess.Popen([str(BIN / "specgan"), *args],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            r.data.metrics for e in client.search_experiments() for r in client.search_runs([e.experiment_id])):
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed = time.monotonic()
+    second = server()  # the server comes back while training goes on
+    try:
+        out, err = train.communicate(timeout=300)
+        assert train.returncode == 0, err[-3000:]
+        assert "tracking server unreachable at iteration" in err and "tracking server back at iteration" in err
+        (run,) = client.search_runs([client.get_experiment_by_name("outage").experiment_id])
+        assert run.info.status == "FINISHED" and run.data.tags["tracking_gap"].startswith("iterations ")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/d")]
+        with open(tmp_path / "log.csv") as fh:
+            assert steps == [int(row["iteration"]) for row in csv.DictReader(fh)]  # no step lost
+        assert time.monotonic() - killed < 120  # MLflow's own retries would stall each call for minutes
+    finally:
+        train.kill()
+        os.killpg(second.pid, signal.SIGKILL)
