@@ -187,7 +187,7 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
 
     first = server()
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": "outage", "OMP_NUM_THREADS": "1"}
-    args = train_args(prepared, tmp_path / "run", 60, "--log-csv", str(tmp_path / "log.csv"), "--set",
+    args = train_args(prepared, tmp_path / "run", 45, "--log-csv", str(tmp_path / "log.csv"), "--set",
                       "train.grid_every_epochs=30", "--set", "train.checkpoint_every_epochs=30", "--set",
                       "train.log_every_iters=5")
     train = subprocess.Popen([str(BIN / "specgan"), *args],
