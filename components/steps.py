@@ -119,7 +119,8 @@ def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Ar
     for key, value in summary.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(key, float(value))
-    generator.metadata.update({"run_id": summary.get("run_id", ""), "iterations": summary["iterations"]})
+    generator.metadata.update({"run_id": summary.get("run_id", ""), "iterations": summary["iterations"],
+                               "trial": params.metadata.get("trial", "")})
 
 
 def render_samples(params: Input[Artifact], generator: Input[Model], dataset: Input[Dataset], report: Input[Artifact],
@@ -154,6 +155,7 @@ def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset
     p = load_sections(params.path)
     result = run_evaluate(str(Path(generator.path) / "generator.pt"), dataset.path, report.path, p.evaluate,
                           p.data.split, render=p.render, labels_mode=p.data.labels)
+    report.metadata["trial"] = generator.metadata.get("trial", "")  # a sweep's trial, for the sweep's table
     for key, value in result.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(key, float(value))
@@ -179,9 +181,65 @@ def register_generator(params: Input[Artifact], generator: Input[Model], report:
     return namedtuple("Registered", ["name", "version"])(res.name, res.version)
 
 
+def sweep_trials(params: Input[Artifact], sweep_json: str) -> List[str]:  # noqa: UP006
+    """The sweep's loop items: every combination of the grid applied to the run's params (validated)."""
+    import json
+
+    import yaml
+
+    from specgan.sweep import trials
+
+    with open(params.path) as fh:
+        return trials(yaml.safe_load(fh), json.loads(sweep_json))
+
+
+def trial_params(trial: str, params: Output[Artifact]) -> None:
+    """One trial's params artifact: the sections its training reads, named in the metadata. Cached: the same
+    trial in a later sweep is served from the cache, and so is its training."""
+    import json
+
+    item = json.loads(trial)
+    with open(params.path, "w") as fh:
+        fh.write(item["sections"])
+    params.metadata["trial"] = item["name"]
+
+
+def pick_best(params: Input[Artifact], reports: Input[List[Artifact]], generators: Input[List[Model]],  # noqa: UP006
+              summary: Output[Markdown], best: Output[Model], best_report: Output[Artifact],
+              ) -> NamedTuple("Registered", [("name", str), ("version", str)]):  # noqa: UP014
+    """Rank the trials by the promotion rules and the gate metric, register the best as challenger, table every
+    trial (Markdown) and nest their MLflow runs under one sweep run."""
+    import json
+    import shutil
+    from collections import namedtuple
+    from pathlib import Path
+
+    from specgan.config import load_params
+    from specgan.hashing import file_sha256
+    from specgan.registry import CHALLENGER, register
+    from specgan.sweep import Trial, nest_runs, rank, table
+    from specgan.tracking import check_tracking
+
+    check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
+    p = load_params(params.path)
+    ranked = rank([Trial(r.metadata.get("trial") or f"trial {i}", json.loads(Path(r.path).read_text()), Path(r.path))
+                   for i, r in enumerate(reports)], p.registry)
+    files = {file_sha256(Path(g.path) / "generator.pt"): Path(g.path) / "generator.pt" for g in generators}
+    Path(best.path).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(files[ranked[0].metrics["generator_sha256"]], Path(best.path) / "generator.pt")
+    shutil.copy2(ranked[0].report, best_report.path)
+    res = register(str(Path(best.path) / "generator.pt"), p, eval_metrics_path=best_report.path)
+    md = table(ranked, p.registry, f"{res.name} version {res.version} (@{CHALLENGER})")
+    nest_runs(ranked, md)
+    with open(summary.path, "w") as fh:
+        fh.write(md)
+    return namedtuple("Registered", ["name", "version"])(res.name, res.version)
+
+
 STEPS = {"resolve": resolve_params, "sections": params_sections, "download": download_dataset, "shards": shard_indices,
          "features": featurize_shard, "stats": merge_stats, "train": train_gan, "render": render_samples,
-         "evaluate": evaluate_generator, "register": register_generator}
+         "evaluate": evaluate_generator, "register": register_generator, "trials": sweep_trials,
+         "trial_params": trial_params, "pick": pick_best}
 
 
 def make_components(base_image: str) -> SimpleNamespace:

@@ -18,7 +18,8 @@ from specgan.pipeline_params import typed_arguments
 def cmd_compile(args: argparse.Namespace) -> None:
     from pipeline.run import compile_pipeline
 
-    print(f"pipeline written to {compile_pipeline(args.out, args.params, args.cluster, tuple(args.set or ()))}")
+    out = compile_pipeline(args.out, args.params, args.cluster, tuple(args.set or ()), args.sweep)
+    print(f"pipeline written to {out}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -29,13 +30,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     overrides = tuple(args.set or ())
     if args.local:
         version = run_local(args.workdir, args.params, args.cluster, arguments, overrides,
-                            verbose=args.verbose or args.verbose_run)
+                            verbose=args.verbose or args.verbose_run, sweep_path=args.sweep)
         print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger; "
               f"artifacts under {args.workdir}")
         return
     if not args.host:
         raise SpecganError("run needs --host URL (a Kubeflow Pipelines endpoint) or --local")
-    run_id = submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides, args.namespace)
+    run_id = submit(args.host, args.experiment, args.params, args.cluster, arguments, overrides, args.namespace,
+                    args.sweep)
     print(f"submitted run {run_id}")
 
 
@@ -80,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="override one param in the compiled defaults (repeatable)")
         choice.add_argument("--cluster", default="pipeline/cluster.yaml",
                             help="cluster settings (image, GPU, secrets)")
+        if choice.prog.split()[-1] in ("compile", "run"):
+            choice.add_argument("--sweep", metavar="GRID.yaml",
+                                help="the sweep pipeline: train every combination of this grid (pipeline/sweep.yaml), "
+                                     "register the best by the promotion rules")
     return parser
 
 

@@ -13,17 +13,21 @@ log = logging.getLogger(__name__)
 
 
 def compile_pipeline(out: str | Path, params_path: str | Path = ROOT / "params.yaml",
-                     cluster_path: str | Path = DEFAULT_CLUSTER, overrides: tuple[str, ...] = ()) -> Path:
-    """Write the pipeline YAML (parameter defaults from params.yaml and the ``--set`` overrides)."""
+                     cluster_path: str | Path = DEFAULT_CLUSTER, overrides: tuple[str, ...] = (),
+                     sweep_path: str | Path | None = None) -> Path:
+    """Write the pipeline YAML (parameter defaults from params.yaml and the ``--set`` overrides; with
+    ``sweep_path``, the sweep pipeline over that grid)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline_from_files(params_path, cluster_path, overrides), str(out))
+    compiler.Compiler().compile(pipeline_from_files(params_path, cluster_path, overrides, sweep_path=sweep_path),
+                                str(out))
     return out
 
 
 def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.yaml",
            cluster_path: str | Path = DEFAULT_CLUSTER, arguments: dict | None = None,
-           overrides: tuple[str, ...] = (), namespace: str | None = None) -> str:
+           overrides: tuple[str, ...] = (), namespace: str | None = None,
+           sweep_path: str | Path | None = None) -> str:
     """Submit a run to a Kubeflow Pipelines endpoint; returns the run id. Credentials come from the environment:
     ``KFP_TOKEN`` (a bearer token), else what kfp.Client finds itself (in-cluster service account token,
     kube config). An unreachable or refusing endpoint is a one-line SpecganError."""
@@ -34,7 +38,7 @@ def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.
     from specgan.errors import SpecganError, first_line
     from specgan.redact import redact_url
 
-    func = pipeline_from_files(params_path, cluster_path, overrides)  # config errors before any network
+    func = pipeline_from_files(params_path, cluster_path, overrides, sweep_path=sweep_path)  # errors before network
     try:
         client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get("KFP_TOKEN") or None)
         run = client.create_run_from_pipeline_func(func, arguments=arguments or {}, experiment_name=experiment,
@@ -48,7 +52,7 @@ def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.
 
 def run_local(workdir: str | Path, params_path: str | Path = ROOT / "params.yaml",
               cluster_path: str | Path = DEFAULT_CLUSTER, arguments: dict | None = None,
-              overrides: tuple[str, ...] = (), verbose: bool = False) -> str:
+              overrides: tuple[str, ...] = (), verbose: bool = False, sweep_path: str | Path | None = None) -> str:
     """Run the whole pipeline here with kfp.local (subprocesses in this environment, no containers);
     returns the registered model version. The console gets one line per task and kfp.local's whole output
     goes to ``workdir/kfp-local.log`` (``verbose``: the whole output on the console instead). A failed task
@@ -59,7 +63,7 @@ def run_local(workdir: str | Path, params_path: str | Path = ROOT / "params.yaml
     from specgan.errors import SpecganError, first_line
 
     workdir = Path(workdir).resolve()
-    func = pipeline_from_files(params_path, cluster_path, overrides, local=True)
+    func = pipeline_from_files(params_path, cluster_path, overrides, local=True, sweep_path=sweep_path)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline_root"))
     if verbose:
         return str(func(**(arguments or {})).output)

@@ -13,6 +13,7 @@ from kfp import dsl, kubernetes
 from components import make_components
 from specgan.config import Params, load_params
 from specgan.pipeline_params import EXPOSED, TASK_SECTIONS, lookup
+from specgan.sweep import Sweep, trials
 from specgan.tracking import REQUIRE_ENV
 
 PIPELINE_NAME = "specgan-drums"
@@ -102,8 +103,10 @@ def _gpu(task: dsl.PipelineTask, cluster: Cluster) -> dsl.PipelineTask:
     return task
 
 
-def build_pipeline(params: Params, cluster: Cluster):
-    """The pipeline function, its parameter defaults taken from ``params`` now.
+def build_pipeline(params: Params, cluster: Cluster, sweep: Sweep | None = None):
+    """The pipeline function, its parameter defaults taken from ``params`` now. With ``sweep``, the sweep
+    pipeline: one trial per combination of the grid (a ParallelFor of at most ``sweep.parallelism`` at once),
+    each trained and evaluated; the best by the promotion rules is registered and rendered.
 
     ``params_yaml`` carries the whole of params.yaml as one line of JSON (valid YAML): the compiler
     copies defaults into a comment header, where a multi-line string would break the YAML."""
@@ -111,8 +114,12 @@ def build_pipeline(params: Params, cluster: Cluster):
     d = params.to_dict()
     params_text = json.dumps(d, sort_keys=False)
     default = {name: lookup(d, key) for name, key in EXPOSED.items()}
+    name = PIPELINE_NAME + ("-sweep" if sweep else "")
+    sweep_text = sweep.to_json() if sweep else ""
+    if sweep:
+        trials(d, sweep.grid)  # a bad value fails here, in one line, before anything runs (the task checks again)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="SpecGAN drum synthesis: data to a registered generator")
+    @dsl.pipeline(name=name, description="SpecGAN drum synthesis: data to a registered generator")
     def specgan_pipeline(
         data_source: str = default["data_source"], data_sha256: str = default["data_sha256"],
         data_split: str = default["data_split"], feature_shards: int = default["feature_shards"],
@@ -140,28 +147,50 @@ def build_pipeline(params: Params, cluster: Cluster):
             shard.set_display_name("features shard")
         stats = _cpu(c.stats(params=group["data"], dataset=data.outputs["dataset"],
                              shards=dsl.Collected(shard.outputs["shard"])), cluster).set_display_name("stats")
-        pvc = cluster.train.get("checkpoint_pvc")
-        trained = _gpu(c.train(params=group["train"], features=stats.outputs["features"],
-                               stats=stats.outputs["stats"], checkpoint_root=CHECKPOINT_MOUNT if pvc else "",
-                               procs_per_node=int(cluster.train.get("accelerator_count", 1))),
-                       cluster).set_display_name("train (GPU)")
-        if pvc:
-            kubernetes.mount_pvc(trained, pvc_name=pvc, mount_path=CHECKPOINT_MOUNT)
-        evaluated = _cpu(c.evaluate(params=group["quality"], generator=trained.outputs["generator"],
-                                    dataset=data.outputs["dataset"]), cluster).set_display_name("evaluate")
-        _cpu(c.render(params=group["quality"], generator=trained.outputs["generator"],
-                      dataset=data.outputs["dataset"], report=evaluated.outputs["report"]),
-             cluster).set_display_name("render")
-        registered = _cpu(c.register(params=resolved.outputs["params"], generator=trained.outputs["generator"],
-                                     report=evaluated.outputs["report"]), cluster).set_display_name("register")
+        if sweep is None:
+            trained = _train(c, cluster, group["train"], stats)
+            evaluated = _cpu(c.evaluate(params=group["quality"], generator=trained.outputs["generator"],
+                                        dataset=data.outputs["dataset"]), cluster).set_display_name("evaluate")
+            generator, report = trained.outputs["generator"], evaluated.outputs["report"]
+            registered = _cpu(c.register(params=resolved.outputs["params"], generator=generator, report=report),
+                              cluster).set_display_name("register")
+        else:
+            # The trial list is a parameter (not an artifact) of the loop: each trial's cached params artifact
+            # then depends on its own values only, and so do its training and evaluation.
+            grid = c.trials(params=resolved.outputs["params"], sweep_json=sweep_text).set_display_name("trials")
+            grid.set_caching_options(False)
+            with dsl.ParallelFor(items=grid.output, name="trials", parallelism=sweep.parallelism) as trial:
+                trial_params = c.trial_params(trial=trial).set_display_name("params: trial")
+                trained = _train(c, cluster, trial_params.outputs["params"], stats)
+                evaluated = _cpu(c.evaluate(params=group["quality"], generator=trained.outputs["generator"],
+                                            dataset=data.outputs["dataset"]), cluster).set_display_name("evaluate")
+            registered = _cpu(c.pick(params=resolved.outputs["params"],
+                                     reports=dsl.Collected(evaluated.outputs["report"]),
+                                     generators=dsl.Collected(trained.outputs["generator"])),
+                              cluster).set_display_name("pick the best and register")
+            generator, report = registered.outputs["best"], registered.outputs["best_report"]
         registered.set_caching_options(False)  # registering is a side effect: never served from cache
+        _cpu(c.render(params=group["quality"], generator=generator, dataset=data.outputs["dataset"], report=report),
+             cluster).set_display_name("render")
         return registered.outputs["version"]
 
     return specgan_pipeline
 
 
+def _train(c, cluster: Cluster, params_artifact, stats: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The GPU train task (checkpoints on the volume when cluster.yaml names one)."""
+    pvc = cluster.train.get("checkpoint_pvc")
+    trained = _gpu(c.train(params=params_artifact, features=stats.outputs["features"],
+                           stats=stats.outputs["stats"], checkpoint_root=CHECKPOINT_MOUNT if pvc else "",
+                           procs_per_node=int(cluster.train.get("accelerator_count", 1))),
+                   cluster).set_display_name("train (GPU)")
+    if pvc:
+        kubernetes.mount_pvc(trained, pvc_name=pvc, mount_path=CHECKPOINT_MOUNT)
+    return trained
+
+
 def pipeline_from_files(params_path: str | Path = ROOT / "params.yaml", cluster_path: str | Path = DEFAULT_CLUSTER,
-                        overrides: tuple[str, ...] = (), local: bool = False):
+                        overrides: tuple[str, ...] = (), local: bool = False, sweep_path: str | Path | None = None):
     """Build the pipeline from params.yaml (with ``--set`` overrides) and cluster.yaml; ``local`` (kfp.local)
     keeps the embedded tracking default instead of requiring a server, and does not retry: a local run's
     failures are deterministic (a wrong path, a bad param), and the cluster's backoff would only delay them."""
@@ -169,4 +198,5 @@ def pipeline_from_files(params_path: str | Path = ROOT / "params.yaml", cluster_
 
     cluster = Cluster.load(cluster_path)
     return build_pipeline(load_params(params_path, overrides),
-                          replace(cluster, require_tracking=False, retry={}) if local else cluster)
+                          replace(cluster, require_tracking=False, retry={}) if local else cluster,
+                          Sweep.load(sweep_path) if sweep_path else None)

@@ -132,14 +132,22 @@ def _metric(mv, name: str) -> float | None:
 
 def quality_problems(mv, cfg: RegistryConfig) -> list[str]:
     """Why a version's own evaluation rules it out, whatever its gate metric (empty: none)."""
-    problems = []
-    if cfg.refuse_collapse and _metric(mv, "collapse_flag") == 1:
-        problems.append("its evaluation flags mode collapse")
-    if cfg.refuse_memorization and _metric(mv, "memorization_flag") == 1:
-        problems.append("its evaluation flags memorization of training clips")
     shares = {k[len(METRIC_TAG + "class_share."):]: float(v) for k, v in mv.tags.items()
               if k.startswith(METRIC_TAG + "class_share.")}
-    missing = sorted(c for c, v in shares.items() if not v >= cfg.min_class_share)
+    return evaluation_problems({"collapse_flag": _metric(mv, "collapse_flag"),
+                                "memorization_flag": _metric(mv, "memorization_flag"), "class_share": shares}, cfg)
+
+
+def evaluation_problems(metrics: dict, cfg: RegistryConfig) -> list[str]:
+    """The promotion rules on an evaluation's metrics (``collapse_flag``, ``memorization_flag``, ``class_share``):
+    why they rule a generator out, whatever its gate metric (empty: none)."""
+    problems = []
+    if cfg.refuse_collapse and metrics.get("collapse_flag") == 1:
+        problems.append("its evaluation flags mode collapse")
+    if cfg.refuse_memorization and metrics.get("memorization_flag") == 1:
+        problems.append("its evaluation flags memorization of training clips")
+    shares = metrics.get("class_share") or {}
+    missing = sorted(c for c, v in shares.items() if not float(v) >= cfg.min_class_share)
     if missing:
         problems.append(f"class(es) {', '.join(missing)} get less than {cfg.min_class_share:.0%} of its samples")
     return problems

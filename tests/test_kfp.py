@@ -22,7 +22,7 @@ from specgan.shards import load_features
 from specgan.stats import NormStats
 from specgan.storage import s3_client
 from tests.services import ROOT, copy_project, run_cli, run_dvc, run_kfp, start_mlflow_server
-from tests.tiny import TINY
+from tests.tiny import NO_RULES, TINY
 
 # Three feature shards: the ParallelFor fans out over more than two tasks.
 TINY_PARAMS = {**TINY, "data.split": "all", "features.shards": 3, "registry.model_name": "drums-kfp"}
@@ -336,7 +336,8 @@ def test_train_task_runs_one_process_per_gpu_through_torchrun(prepared, tmp_path
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "ddp-task")
     monkeypatch.setenv("SPECGAN_DEVICE", "cpu")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in TINY.items()])
+    # wgan_gp: its gradient penalty takes the explicit all-reduce path (the pytorchjob test runs dcgan's DDP).
+    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in {**TINY, "train.recipe": "wgan_gp"}.items()])
     (tmp_path / "params.yaml").write_text(section_text(tiny.to_dict(), "train"))
     feats, stats = prepared
     make_components("unused").train.python_func(
@@ -400,3 +401,56 @@ def test_pytorchjob_command_trains_across_two_nodes(prepared, params, tmp_path):
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     assert (work / "train" / "generator.pt").exists()
+
+
+@pytest.mark.slow
+def test_sweep_trains_every_trial_registers_the_best_and_nests_the_runs(tmp_path, kit_archive):
+    """`run --local --sweep`: two trials through kfp.local, the best by the gate's rules registered as
+    challenger, a Markdown table of both, and one MLflow parent run with the trials' runs as children."""
+    repo = _tiny_repo(tmp_path, kit_archive)
+    apply_overrides(repo / "params.yaml", {**NO_RULES, "registry.refuse_collapse": True, "features.shards": 1})
+    (repo / "grid.yaml").write_text("parallelism: 2\ngrid:\n  train.seed: [0, 1]\n")
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {"MLFLOW_TRACKING_URI": db, "MLFLOW_EXPERIMENT_NAME": "sweep-test"}
+    proc = run_kfp("run", "--local", "--workdir", str(tmp_path / "kfp"), "--sweep", "grid.yaml", cwd=repo, env=env,
+                   timeout=900)
+    assert "drums-kfp version 1 is @challenger" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.count("train-gan") == 2 and "render-samples" in proc.stdout
+
+    (run_root,) = (tmp_path / "kfp" / "pipeline_root").iterdir()
+    (md,) = (run_root / "pick-best").glob("summary*")
+    text = md.read_text()
+    assert "# Sweep: 2 trials" in text and "train.seed=0" in text and "train.seed=1" in text
+    assert text.count("**(registered)**") == 1 and "refused: its evaluation flags mode collapse" in text
+
+    client = mlflow.MlflowClient(db)
+    exp = client.get_experiment_by_name("sweep-test")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("specgan.step") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted({r.data.tags["specgan.trial"] for r in children}) == ["train.seed=0", "train.seed=1"]
+    assert len(children) == 4  # per trial: its training run and its evaluation run
+    mv = client.get_model_version_by_alias("drums-kfp", "challenger")
+    trained = client.get_run(mv.run_id).data.tags.get("specgan.training_run_id")
+    assert client.get_run(trained).data.tags["specgan.trial"] in text.split("**(registered)**")[0]
+
+    # On the compiled sweep: inside the loop, nothing cached depends on an artifact of an uncached task.
+    out = tmp_path / "sweep.yaml"
+    run_kfp("compile", "--out", str(out), "--sweep", str(repo / "grid.yaml"), cwd=ROOT)
+    spec = next(yaml.safe_load_all(out.read_text()))
+    (name,) = [n for n, comp in spec["components"].items() if "train-gan" in comp.get("dag", {}).get("tasks", {})]
+    loop = spec["components"][name]["dag"]["tasks"]
+    assert loop["train-gan"]["inputs"]["artifacts"]["params"]["taskOutputArtifact"]["producerTask"] == "trial-params"
+    assert "taskOutputArtifact" not in json.dumps(loop["trial-params"].get("inputs", {}))
+    assert spec["root"]["dag"]["tasks"][name.removeprefix("comp-")]["iteratorPolicy"]["parallelismLimit"] == 2
+
+
+@pytest.mark.parametrize("grid,message", [
+    ("grid:\n  data.source: [a, b]\n", "grid key data.source: only model.* and train.* can be swept"),
+    ("grid:\n  train.epochs: [0]\n", "train.epochs")])
+def test_a_bad_sweep_grid_is_one_line(grid, message, tmp_path):
+    (tmp_path / "grid.yaml").write_text(grid)
+    proc = run_kfp("run", "--local", "--workdir", str(tmp_path / "w"), "--sweep", str(tmp_path / "grid.yaml"),
+                   cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
