@@ -32,6 +32,23 @@ def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def save_torch(payload: Any, dest: str | Path) -> Path:
+    """``torch.save`` to ``dest`` atomically. A failed write (a full disk, a file size limit) is a one-line
+    error naming the file and the free space: torch reports it as a cryptic RuntimeError."""
+    import torch
+
+    from specgan.errors import SpecganError, first_line
+
+    dest = Path(dest)
+    try:
+        with atomic_path(dest) as tmp:
+            torch.save(payload, tmp)
+    except (RuntimeError, OSError) as exc:
+        free = shutil.disk_usage(dest.parent).free / 2**20
+        raise SpecganError(f"cannot write {dest} ({free:.0f} MB free on its disk): {first_line(exc, 200)}") from None
+    return dest
+
+
 def check_out_dir(dest: str | Path, step: str, inputs: tuple[str | Path, ...] = ()) -> None:
     """Refuse (one line) an ``--out`` folder that replacing would destroy data: the current folder or one above
     it, a folder overlapping an input, a file, or a non-empty folder that this same step did not write."""

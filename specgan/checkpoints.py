@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from specgan.atomic import atomic_path
+from specgan.atomic import save_torch
 
 log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^ckpt-e(\d{6})\.pt$")
@@ -30,8 +30,7 @@ def save_checkpoint(folder: str | Path, epoch: int, payload: dict, keep: int) ->
     """Write ``ckpt-e<epoch>.pt`` atomically, then delete all but the newest ``keep``."""
     folder = Path(folder)
     dest = checkpoint_path(folder, epoch)
-    with atomic_path(dest) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, dest)
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return dest

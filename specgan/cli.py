@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -360,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # a full disk, a quota, a size limit
+
+
 def run_reporting_errors(prog: str, call: Callable[[], int | None]) -> int:
     """Run a command; errors the user can act on become one line on stderr (credentials in URLs removed) and
     exit code 1. Shared by ``specgan`` and ``specgan-kfp``."""
@@ -371,6 +375,10 @@ def run_reporting_errors(prog: str, call: Callable[[], int | None]) -> int:
         print(f"{prog}: error: {redact_url(str(exc))}", file=sys.stderr)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         print(f"{prog}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:
+        if exc.errno not in WRITE_FAILURES:
+            raise
+        print(f"{prog}: error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
     return 1
 
 

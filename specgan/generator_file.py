@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from specgan.atomic import atomic_path
+from specgan.atomic import save_torch
 from specgan.errors import SpecganError
 
 FORMAT = "specgan-generator"
@@ -35,9 +35,7 @@ def write_generator(dest: str | Path, state_dict: dict[str, torch.Tensor], model
                "normalize": dataclasses.asdict(normalize), "stats": stats, "provenance": dict(provenance),
                "classes": [str(c) for c in classes]}
     dest = Path(dest)
-    with atomic_path(dest) as tmp:
-        torch.save(payload, tmp)
-    return dest
+    return save_torch(payload, dest)
 
 
 def read_generator(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:

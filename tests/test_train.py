@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import time
@@ -199,3 +200,24 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
     finally:
         train.kill()
         os.killpg(second.pid, signal.SIGKILL)
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_the_run_is_failed(prepared, tmp_path):
+    """A write that fails (here a file size limit; a full disk fails the same way) is one line naming the file
+    and the free space, not torch's RuntimeError; no partial file is left and the MLflow run ends FAILED."""
+    import resource
+
+    def limit() -> None:  # 2 MB: the database and grids fit, a checkpoint (about 3 MB) does not
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 2**20, 2 * 2**20))
+
+    env = {**os.environ, **sqlite_env(tmp_path)}
+    proc = subprocess.run([str(BIN / "specgan"), *train_args(prepared, tmp_path / "run", 1)], env=env,
+                          preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert re.match(r"specgan train: error: cannot write .*ckpt-e000001\.pt \(\d+ MB free on its disk\)",
+                    proc.stderr.strip().splitlines()[-1]), proc.stderr[-1000:]
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    (run,) = mlflow.search_runs(experiment_names=["train-tests"], output_format="list")
+    assert run.info.status == "FAILED"
