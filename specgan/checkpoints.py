@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -64,8 +65,17 @@ def newest_loadable(folder: str | Path, device: torch.device | str = "cpu") -> t
     return None, None
 
 
+class ResumePoint(NamedTuple):
+    """Where a run continues from (``path``, ``ckpt``: None for a fresh start) and, on a fresh start over
+    older checkpoints, the MLflow run those belonged to (``abandoned_run_id``)."""
+
+    path: Path | None
+    ckpt: dict | None
+    abandoned_run_id: str | None = None
+
+
 def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str, device: torch.device,
-                 main: bool) -> tuple[Path | None, dict | None]:
+                 main: bool) -> ResumePoint:
     """The checkpoint a run continues from: ``resume`` if given (it must match ``fingerprint``), none with
     ``fresh``, else the newest loadable one in ``folder`` that matches. A fresh start owns the folder: rank 0
     removes older checkpoints, which would shadow the new ones, and any half-written temporaries."""
@@ -74,6 +84,7 @@ def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str
     if main:
         for stale in remove_stale_temporaries(folder):
             log.warning("removed %s, left half-written by an interrupted run", stale)
+    abandoned: str | None = None
     if resume:
         path: Path | None = Path(resume)
         if not path.exists():
@@ -83,18 +94,21 @@ def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str
         except Exception as exc:  # noqa: BLE001
             raise TrainError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
     elif fresh:
-        path, ckpt = None, None
+        path, ckpt = newest_loadable(folder, device) if main and list_checkpoints(folder) else (None, None)
+        abandoned = (ckpt or {}).get("run_id") or None
+        ckpt = None
     else:
         path, ckpt = newest_loadable(folder, device)
     if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
         if resume:
             raise TrainError(f"{path} was trained with other model/train params or data; pass --fresh to start over")
         log.warning("not resuming from %s: it was trained with other model/train params or data", path)
+        abandoned = ckpt.get("run_id") or None
         ckpt = None
     if ckpt is None:
         if main:
             for old in list_checkpoints(folder):
                 log.warning("removing stale checkpoint %s", old)
                 old.unlink()
-        return None, None
-    return path, ckpt
+        return ResumePoint(None, None, abandoned)
+    return ResumePoint(path, ckpt)

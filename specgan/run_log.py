@@ -62,6 +62,7 @@ class RunLog:
         self.gap_from: int | None = None  # the iteration at which the server stopped answering
         self.gaps: list[str] = []  # outages that ended: "iterations A-B"
         self.unsent_grids: list[Path] = []
+        self.abandoned_run_id: str | None = None  # the run of checkpoints a fresh start replaced
         self._next_try = 0.0
 
     def start(self, tags: dict[str, str], extra_params: dict[str, Any]) -> None:
@@ -82,8 +83,25 @@ class RunLog:
                 log.warning("MLflow run %s not found on this server; starting a new run", self.run_id)
         run = start_run(tags={"git_commit": git_commit(), **tags})
         self.run_id = run.info.run_id
+        self._close_abandoned()
         mlflow.log_params(flatten(redact_params(self.p.to_dict())))  # no credentials from URLs
         mlflow.log_params(extra_params)
+
+    def _close_abandoned(self) -> None:
+        """A run whose process was killed (SIGKILL, a lost node) stays RUNNING on the server; when a fresh start
+        replaces its checkpoints, it is marked KILLED, so nothing stays RUNNING forever."""
+        if not self.abandoned_run_id or self.abandoned_run_id == self.run_id:
+            return
+        client = self.mlflow.MlflowClient()
+        try:
+            if client.get_run(self.abandoned_run_id).info.status == "RUNNING":
+                client.set_terminated(self.abandoned_run_id, "KILLED")
+                client.set_tag(self.abandoned_run_id, "specgan.ended_by", f"a fresh start in the same folder "
+                               f"(run {self.run_id}): its process was killed")
+                log.warning("MLflow run %s was left RUNNING by a killed process: marked KILLED",
+                            self.abandoned_run_id)
+        except self.mlflow.exceptions.MlflowException:
+            pass  # not on this server (another tracking URI): nothing to close
 
     def step(self, state: GanState, out: StepOutput, rate: float, device: torch.device) -> list[float]:
         """One logged iteration: a history row, and its metrics to MLflow."""

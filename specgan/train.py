@@ -87,7 +87,8 @@ class Trainer:
             raise TrainError(f"{self.n} clips are fewer than one iteration needs "
                              f"({self.cfg.batch_size} x {self.cfg.optim.d_steps} D steps)")
         self.state = GanState.create(params.model, self.cfg, self.device, len(self.classes))
-        self.last_ckpt, ckpt = resume_point(self.ckpt_dir, resume, fresh, self.fp, self.device, self.dist.main)
+        self.last_ckpt, ckpt, abandoned = resume_point(self.ckpt_dir, resume, fresh, self.fp, self.device,
+                                                       self.dist.main)
         history, run_id = [], None
         if ckpt is not None:
             self.state.load_state_dict(ckpt["state"])
@@ -97,6 +98,7 @@ class Trainer:
             log.info("resuming from %s (epoch %d, iteration %d)", self.last_ckpt, self.state.epoch,
                      self.state.iteration)
         self.log = RunLog(params, self.stats, out_dir, log_csv, tracking and self.dist.main, history, run_id)
+        self.log.abandoned_run_id = abandoned  # a killed run's, left RUNNING: marked KILLED when this one starts
 
     def _load_data(self, features_dir: Path) -> torch.Tensor:
         """The normalized training tensor, resident on the device."""

@@ -221,3 +221,24 @@ def test_a_failed_checkpoint_write_is_one_line_and_the_run_is_failed(prepared, t
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     (run,) = mlflow.search_runs(experiment_names=["train-tests"], output_format="list")
     assert run.info.status == "FAILED"
+
+
+def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_fresh_start(prepared, tmp_path):
+    env, out = sqlite_env(tmp_path), tmp_path / "run"
+    proc = subprocess.Popen([str(BIN / "specgan"), *train_args(prepared, out, 40)], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "ckpt-e000001.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    (killed,) = mlflow.search_runs(experiment_names=["train-tests"], output_format="list")
+    assert killed.info.status == "RUNNING"  # what kill -9 leaves: no process can end its own run then
+
+    done = run_cli(*train_args(prepared, out, 1, "--fresh"), env=env)
+    assert f"MLflow run {killed.info.run_id} was left RUNNING by a killed process: marked KILLED" in done.stderr
+    runs = {r.info.run_id: r for r in mlflow.search_runs(experiment_names=["train-tests"], output_format="list")}
+    assert runs.pop(killed.info.run_id).info.status == "KILLED"
+    assert [r.info.status for r in runs.values()] == ["FINISHED"]
