@@ -63,8 +63,9 @@ def waveforms_and_spectrograms(audio: np.ndarray, sample_rate: int, dest: str | 
         axes[i, 0].plot(t, audio[i], linewidth=0.5)
         axes[i, 0].set_ylim(-1.05, 1.05)
         axes[i, 0].set_ylabel(names[i] if names else f"#{i}", fontsize=7)
-        with np.errstate(divide="ignore"):  # silent frames are -inf dB, drawn as the floor
+        with np.errstate(divide="ignore"):  # silent frames are -inf dB (masked): the background is the floor
             axes[i, 1].specgram(audio[i], NFFT=256, Fs=sample_rate, noverlap=128, cmap="magma")
+        axes[i, 1].set_facecolor(plt.get_cmap("magma")(0.0))
     axes[-1, 0].set_xlabel("time (s)")
     axes[-1, 1].set_xlabel("time (s)")
     return _save(fig, dest)

@@ -100,6 +100,7 @@ def test_invert_finds_a_z_closer_than_random(models, prepared, tmp_path):
     proc = run_cli("invert", str(target / "drum_000.wav"), "--model", str(models["plain"]), "--out", str(out),
                    "--starts", "4", "--steps", "150", "--features", str(prepared[0]))
     report = json.loads((out / "inversion.json").read_text())
+    assert (out / "inversion.png").stat().st_size > 10_000  # the target beside its resynthesis
     assert report["distance"] < 0.6 * report["random_z_distance"], report  # measured: 0.2 against 0.39
     assert report["nearest_training_clip_distance"] > 0 and "found z at distance" in proc.stdout
     assert (out / "resynthesized.wav").is_file() and (out / "latents.npz").is_file()
