@@ -241,40 +241,6 @@ def _tiny_repo(tmp_path: Path, kit_archive: Path) -> Path:
     return repo
 
 
-@pytest.mark.slow
-def test_local_kfp_run_registers_a_model_and_matches_dvc_repro(tmp_path, kit_archive, mlflow_s3, monkeypatch):
-    repo = _tiny_repo(tmp_path, kit_archive)
-    env = {"MLFLOW_TRACKING_URI": mlflow_s3, "MLFLOW_EXPERIMENT_NAME": "kfp-test"}
-    proc = run_kfp("run", "--local", "--workdir", str(tmp_path / "kfp"), "--params", "params.yaml",
-                   "--cluster", "pipeline/cluster.yaml", cwd=repo, env=env, timeout=900)
-    assert "drums-kfp version 1 is @challenger" in proc.stdout, proc.stdout + proc.stderr[-3000:]
-    # A readable console: a line per task with its status and time; kfp.local's output in the log file.
-    assert re.search(r"^  train-gan +SUCCESS +[\d.]+ s$", proc.stdout, re.M), proc.stdout
-    assert len(proc.stdout.splitlines()) < 30 and "executor" not in proc.stdout.lower()
-    assert "Streamed logs" in (tmp_path / "kfp" / "kfp-local.log").read_text()
-    client = mlflow.MlflowClient(mlflow_s3)
-    mv = client.get_model_version_by_alias("drums-kfp", "challenger")
-    assert mv.version == "1" and "metric.frechet_distance" in mv.tags
-    keys = [o["Key"] for o in s3_client().list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]
-    assert any(k.endswith("generator.pt") for k in keys) and any(k.endswith("MLmodel") for k in keys)
-
-    # The same params through `dvc repro` give the same features, stats and (on the CPU) weights.
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    run_dvc("repro", cwd=repo)
-    (run_root,) = (tmp_path / "kfp" / "pipeline_root").iterdir()
-    np.testing.assert_array_equal(load_features(run_root / "merge-stats" / "features"),
-                                  load_features(repo / "data" / "features"))
-    assert NormStats.load(run_root / "merge-stats" / "stats").to_dict()["mean"] == \
-        NormStats.load(repo / "data" / "stats.json").to_dict()["mean"]
-    assert sorted(p.name for p in (run_root / "train-gan" / "generator").iterdir()) == ["generator.pt"]
-    assert (run_root / "train-gan" / "checkpoints" / "checkpoints").is_dir()  # apart from the model
-    a = torch.load(run_root / "train-gan" / "generator" / "generator.pt", weights_only=True)["state_dict"]
-    b = torch.load(repo / "outputs" / "train" / "generator.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((repo / "metrics" / "register.json").read_text())["version"] == "2"
-
-
 def test_checkpoint_volume_is_mounted_on_the_train_task(tmp_path):
     cluster = yaml.safe_load((ROOT / "pipeline" / "cluster.yaml").read_text())
     cluster["train"]["checkpoint_pvc"] = "specgan-checkpoints"
@@ -404,35 +370,62 @@ def test_pytorchjob_command_trains_across_two_nodes(prepared, params, tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_trains_every_trial_registers_the_best_and_nests_the_runs(tmp_path, kit_archive):
-    """`run --local --sweep`: two trials through kfp.local, the best by the gate's rules registered as
-    challenger, a Markdown table of both, and one MLflow parent run with the trials' runs as children."""
+def test_local_sweep_registers_the_best_nests_the_runs_and_matches_dvc_repro(tmp_path, kit_archive, mlflow_s3,
+                                                                           monkeypatch):
+    """`specgan-kfp run --local --sweep`: the whole pipeline through kfp.local with a two-trial grid, tracking to a
+    real MLflow server whose artifacts are in moto's S3. The best trial by the gate's rules is registered as
+    challenger, a Markdown table holds both, the trials' MLflow runs are children of one sweep run, and the trial
+    with params.yaml's own seed matches `dvc repro` (features, stats and, on the CPU, the generator's weights).
+    One local run for both pipelines: the plain one differs only in training one configuration (its wiring is
+    checked on the compiled IR above; test_a_failed_local_run_names_the_task_and_its_error runs its start)."""
     repo = _tiny_repo(tmp_path, kit_archive)
-    apply_overrides(repo / "params.yaml", {**NO_RULES, "registry.refuse_collapse": True, "features.shards": 1})
-    (repo / "grid.yaml").write_text("parallelism: 2\ngrid:\n  train.seed: [0, 1]\n")
-    db = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {"MLFLOW_TRACKING_URI": db, "MLFLOW_EXPERIMENT_NAME": "sweep-test"}
+    apply_overrides(repo / "params.yaml", {**NO_RULES, "registry.refuse_collapse": True, "features.shards": 2})
+    seed = yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"]
+    (repo / "grid.yaml").write_text(f"parallelism: 2\ngrid:\n  train.seed: [{seed}, {seed + 1}]\n")
+    env = {"MLFLOW_TRACKING_URI": mlflow_s3, "MLFLOW_EXPERIMENT_NAME": "kfp-test"}
     proc = run_kfp("run", "--local", "--workdir", str(tmp_path / "kfp"), "--sweep", "grid.yaml", cwd=repo, env=env,
                    timeout=900)
     assert "drums-kfp version 1 is @challenger" in proc.stdout, proc.stdout + proc.stderr[-3000:]
-    assert proc.stdout.count("train-gan") == 2 and "render-samples" in proc.stdout
+    # A readable console: a line per task with its status and time; kfp.local's output in the log file.
+    assert len(re.findall(r"^  train-gan +SUCCESS +[\d.]+ s$", proc.stdout, re.M)) == 2, proc.stdout
+    assert len(proc.stdout.splitlines()) < 30 and "executor" not in proc.stdout.lower()
+    assert "Streamed logs" in (tmp_path / "kfp" / "kfp-local.log").read_text()
 
     (run_root,) = (tmp_path / "kfp" / "pipeline_root").iterdir()
     (md,) = (run_root / "pick-best").glob("summary*")
     text = md.read_text()
-    assert "# Sweep: 2 trials" in text and "train.seed=0" in text and "train.seed=1" in text
+    assert "# Sweep: 2 trials" in text and f"train.seed={seed}" in text and f"train.seed={seed + 1}" in text
     assert text.count("**(registered)**") == 1 and "refused: its evaluation flags mode collapse" in text
 
-    client = mlflow.MlflowClient(db)
-    exp = client.get_experiment_by_name("sweep-test")
-    runs = client.search_runs([exp.experiment_id])
+    client = mlflow.MlflowClient(mlflow_s3)
+    runs = client.search_runs([client.get_experiment_by_name("kfp-test").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("specgan.step") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted({r.data.tags["specgan.trial"] for r in children}) == ["train.seed=0", "train.seed=1"]
+    assert sorted({r.data.tags["specgan.trial"] for r in children}) == [f"train.seed={seed}", f"train.seed={seed + 1}"]
     assert len(children) == 4  # per trial: its training run and its evaluation run
     mv = client.get_model_version_by_alias("drums-kfp", "challenger")
+    assert mv.version == "1" and "metric.frechet_distance" in mv.tags
     trained = client.get_run(mv.run_id).data.tags.get("specgan.training_run_id")
     assert client.get_run(trained).data.tags["specgan.trial"] in text.split("**(registered)**")[0]
+    keys = [o["Key"] for o in s3_client().list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]
+    assert any(k.endswith("generator.pt") for k in keys) and any(k.endswith("MLmodel") for k in keys)
+
+    # The same params through `dvc repro` give the same features, stats and (on the CPU) weights.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    run_dvc("repro", cwd=repo)
+    np.testing.assert_array_equal(load_features(run_root / "merge-stats" / "features"),
+                                  load_features(repo / "data" / "features"))
+    assert NormStats.load(run_root / "merge-stats" / "stats").to_dict()["mean"] == \
+        NormStats.load(repo / "data" / "stats.json").to_dict()["mean"]
+    trial_files = sorted(run_root.glob("for-loop-*-iteration-*/train-gan/generator/generator.pt"))
+    assert len(trial_files) == 2  # the Model artifact of each trial holds generator.pt only
+    assert all(sorted(q.name for q in p.parent.iterdir()) == ["generator.pt"] for p in trial_files)
+    assert list(run_root.rglob("ckpt-e000002.pt"))  # checkpoints: in their own artifact, apart from the model
+    b = torch.load(repo / "outputs" / "train" / "generator.pt", weights_only=True)["state_dict"]
+    weights = [torch.load(p, weights_only=True)["state_dict"] for p in trial_files]
+    assert sum(all(torch.equal(a[k], b[k]) for k in a) for a in weights) >= 1, trial_files
+    assert json.loads((repo / "metrics" / "register.json").read_text())["version"] == "2"
 
     # On the compiled sweep: inside the loop, nothing cached depends on an artifact of an uncached task.
     out = tmp_path / "sweep.yaml"
