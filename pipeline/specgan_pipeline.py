@@ -1,5 +1,6 @@
 """The Kubeflow pipeline: download, a ParallelFor over feature shards, stats (fan-in), GPU training,
-render, evaluate, register. Run parameters take their defaults from params.yaml when it is built."""
+evaluate, register, render; or, with a sweep grid, a ParallelFor of trials (train and evaluate each) and the
+best registered. Run parameters take their defaults from params.yaml when it is built."""
 
 
 import json
