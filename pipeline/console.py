@@ -36,7 +36,6 @@ class TaskConsole(io.TextIOBase):
         self._partial = ""
         self._started: dict[str, float] = {}
         self._last = ""  # the running task's last log line
-        self.finished: list[tuple[str, str, float]] = []  # (task, status, seconds)
 
     def writable(self) -> bool:
         return True
@@ -57,7 +56,6 @@ class TaskConsole(io.TextIOBase):
         if m := FINISHED.search(line):
             task, status = m.groups()
             seconds = time.perf_counter() - self._started.get(task, time.perf_counter())
-            self.finished.append((task, status, seconds))
             print(f"  {task:<24} {status:<8} {seconds:7.1f} s", file=self._out, flush=True)
             if status != "SUCCESS" and self._last:
                 print(f"    {self._last}", file=self._out, flush=True)

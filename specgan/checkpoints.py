@@ -94,7 +94,8 @@ def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str
         except Exception as exc:  # noqa: BLE001
             raise TrainError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
     elif fresh:
-        path, ckpt = newest_loadable(folder, device) if main and list_checkpoints(folder) else (None, None)
+        # Only its run id is read (on the CPU): the run it belonged to, if killed, is closed by the new run.
+        path, ckpt = newest_loadable(folder, "cpu") if main and list_checkpoints(folder) else (None, None)
         abandoned = (ckpt or {}).get("run_id") or None
         ckpt = None
     else:

@@ -176,7 +176,6 @@ def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
     from specgan.evaluate import fit_length
     from specgan.explore import invert
     from specgan.plots import waveforms_and_spectrograms
-    from specgan.spectral import load_clip
     from specgan.synthesis import LATENTS, save_latents
     from specgan.synthesize import write_wav
 
@@ -194,9 +193,8 @@ def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
     report = {"target": str(args.target), "distance": res.distance, "random_z_distance": res.random_distance,
               "nearest_training_clip_distance": res.nearest_training, "class": res.drum_class}
     write_json(out / "inversion.json", report)
-    target, _ = load_clip(args.target, gen.features)
     n = gen.features.clip_samples
-    pair = np.concatenate([fit_length(target[None], n), fit_length(audio[None], n)])
+    pair = np.concatenate([fit_length(res.target_clip[None], n), fit_length(audio[None], n)])
     waveforms_and_spectrograms(pair, gen.features.sample_rate, out / "inversion.png",
                                ["target", f"resynthesized (distance {res.distance:.3f})"])
     near = (f"; the nearest training clip is at {res.nearest_training:.4f}" if res.nearest_training is not None

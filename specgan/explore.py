@@ -65,6 +65,7 @@ class Inversion:
     distance: float  # RMS difference to the target, normalized spectrogram units
     random_distance: float  # the same for the random starting points (median): what no search gives
     nearest_training: float | None  # the nearest training clip's distance to the target, when given
+    target_clip: np.ndarray  # the target as decoded (mono, 16 kHz, peak 1): what the distances compare against
 
 
 def invert(gen: DrumGenerator, target_wav: str | Path, starts: int = 8, steps: int = 200, lr: float = 0.05,
@@ -119,4 +120,4 @@ def invert(gen: DrumGenerator, target_wav: str | Path, starts: int = 8, steps: i
         real = normalize(load_features(training_features), gen.stats, gen.normalize, gen.device)
         nearest = float((real - target).square().flatten(1).mean(1).min().sqrt())
     return Inversion(best[1], None if best[2] is None else gen.classes[best[2]], math.sqrt(best[0]),
-                     float(np.median(random_d)), nearest)
+                     float(np.median(random_d)), nearest, clip)

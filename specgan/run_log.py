@@ -34,24 +34,30 @@ FAST_FAILING = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BAC
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
+def set_fast_failing() -> list[str]:
+    """MLflow requests that give up in seconds, from now on (settings the user exported win); returns the keys
+    it set."""
+    added = [k for k in FAST_FAILING if k not in os.environ]
+    os.environ.update({k: FAST_FAILING[k] for k in added})
+    return added
+
+
 @contextlib.contextmanager
 def fast_failing_requests() -> Iterator[None]:
-    """MLflow requests that give up in seconds (settings the user exported win)."""
-    saved = {k: os.environ.get(k) for k in FAST_FAILING}
-    os.environ.update({k: v for k, v in FAST_FAILING.items() if saved[k] is None})
+    """MLflow requests that give up in seconds, inside the block."""
+    added = set_fast_failing()
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
+        for key in added:
+            os.environ.pop(key, None)
 
 
 class RunLog:
     """The rank-0 record of one training run. ``tracking=False`` writes the CSV and grids but nothing to MLflow."""
 
     def __init__(self, params: Params, stats: NormStats, out_dir: Path, log_csv: Path | None, tracking: bool,
-                 history: list[list[float]], run_id: str | None) -> None:
+                 history: list[list[float]], run_id: str | None, abandoned_run_id: str | None = None) -> None:
         self.p, self.stats, self.out_dir, self.log_csv = params, stats, out_dir, log_csv
         self.tracking = tracking
         self.history = history
@@ -62,7 +68,7 @@ class RunLog:
         self.gap_from: int | None = None  # the iteration at which the server stopped answering
         self.gaps: list[str] = []  # outages that ended: "iterations A-B"
         self.unsent_grids: list[Path] = []
-        self.abandoned_run_id: str | None = None  # the run of checkpoints a fresh start replaced
+        self.abandoned_run_id = abandoned_run_id  # a killed run of checkpoints a fresh start replaced
         self._next_try = 0.0
 
     def start(self, tags: dict[str, str], extra_params: dict[str, Any]) -> None:
@@ -215,8 +221,7 @@ class RunLog:
             self.mlflow.end_run()
 
         if not self._send(send, iteration, force=True):
-            for key, value in FAST_FAILING.items():  # MLflow's end-of-process end_run: give up in seconds too
-                os.environ.setdefault(key, value)
+            set_fast_failing()  # for MLflow's end-of-process end_run: it gives up in seconds too
             log.warning("MLflow run %s could not be finished: the tracking server is unreachable since iteration "
                         "%s. The generator, checkpoints and the loss CSV are on disk; rerun the stage (it resumes "
                         "from the last checkpoint) to record the run", self.run_id, self.gap_from)

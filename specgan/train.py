@@ -97,8 +97,9 @@ class Trainer:
             run_id = ckpt.get("run_id") or None
             log.info("resuming from %s (epoch %d, iteration %d)", self.last_ckpt, self.state.epoch,
                      self.state.iteration)
-        self.log = RunLog(params, self.stats, out_dir, log_csv, tracking and self.dist.main, history, run_id)
-        self.log.abandoned_run_id = abandoned  # a killed run's, left RUNNING: marked KILLED when this one starts
+        # ``abandoned``: a killed run's, left RUNNING on the server: marked KILLED when this one starts.
+        self.log = RunLog(params, self.stats, out_dir, log_csv, tracking and self.dist.main, history, run_id,
+                          abandoned)
 
     def _load_data(self, features_dir: Path) -> torch.Tensor:
         """The normalized training tensor, resident on the device."""

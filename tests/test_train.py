@@ -24,6 +24,18 @@ def sqlite_env(tmp_path: Path) -> dict:
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "MLFLOW_EXPERIMENT_NAME": "train-tests"}
 
 
+def train_until_killed(args: list[str], env: dict, until: Path) -> None:
+    """Run `specgan ARGS` and SIGKILL it as soon as ``until`` exists (a checkpoint it writes)."""
+    proc = subprocess.Popen([str(BIN / "specgan"), *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not until.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def generator_weights(out: Path) -> dict:
     return torch.load(out / "generator.pt", weights_only=True)["state_dict"]
 
@@ -33,14 +45,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(prepared, tmp_path):
     run_cli(*train_args(prepared, tmp_path / "straight", 8), env=env)
 
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([str(BIN / "specgan"), *train_args(prepared, out, 8)],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (out / "checkpoints" / "ckpt-e000003.pt").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    train_until_killed(train_args(prepared, out, 8), env, out / "checkpoints" / "ckpt-e000003.pt")
     assert not (out / "generator.pt").exists(), "the run finished before it was killed"
     killed_at = len(list_checkpoints(out / "checkpoints"))
     assert 3 <= killed_at < 8
@@ -225,14 +230,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_the_run_is_failed(prepared, t
 
 def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_fresh_start(prepared, tmp_path):
     env, out = sqlite_env(tmp_path), tmp_path / "run"
-    proc = subprocess.Popen([str(BIN / "specgan"), *train_args(prepared, out, 40)], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (out / "checkpoints" / "ckpt-e000001.pt").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    train_until_killed(train_args(prepared, out, 40), env, out / "checkpoints" / "ckpt-e000001.pt")
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     (killed,) = mlflow.search_runs(experiment_names=["train-tests"], output_format="list")
     assert killed.info.status == "RUNNING"  # what kill -9 leaves: no process can end its own run then
