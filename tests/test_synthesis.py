@@ -95,7 +95,9 @@ def test_reverb_gives_every_sound_of_a_batch_its_own_tail(tiny_model, tmp_path):
     # No cross-talk: the first sound of a batch of 8 is the same as that sound alone.
     w0, _ = sf.read(wet / "drum_000.wav")
     alone, _ = sf.read(one / "drum_000.wav")
-    np.testing.assert_allclose(w0, alone, atol=2e-3)  # batch-size float noise only; a bleed is far larger
+    # Batch-size float noise, amplified by Griffin-Lim's momentum, moves a few samples by a few 1e-3; a bleed
+    # of another sound's tail is louder than 1e-3 RMS (asserted of every tail above).
+    assert np.sqrt(np.mean((w0 - alone) ** 2)) < 5e-4
     loop, _ = sf.read(wet / "loop.wav")
     assert len(loop) == 8000 * 7 + len(w0)  # 120 bpm: the last sound's tail is kept
 
