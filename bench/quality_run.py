@@ -4,6 +4,8 @@ Each stage extends the same run (more epochs resume from the last checkpoint), t
 generator against held-out real clips; the table shows how the metrics move beside their real baselines.
 CPU:  python bench/quality_run.py --width 16 --epochs 10 30 60 120
 GPU:  python bench/quality_run.py --width 64 --epochs 100 300 1000 --per-class 60
+Demo: python bench/quality_run.py --demo --epochs 67 --set train.seed=1   (the demo's kit and settings,
+      without DVC, render or register: two such runs with --threads 1 share 2 cores for comparisons)
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ SHOWN = ("frechet_distance", "ndb_k", "nn_self", "nn_train", "inception_score")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo", action="store_true",
+                    help="the demo's settings and kit size (specgan.demo); --width, --batch, --n-generated ignored")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--epochs", type=int, nargs="+", default=[10, 30, 60, 120])
-    ap.add_argument("--per-class", type=int, default=20)
+    ap.add_argument("--per-class", type=int, help="kit clips per class (default 20; the demo's with --demo)")
     ap.add_argument("--n-generated", type=int, default=128)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
@@ -47,11 +51,18 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    p = load_params(ROOT / "params.yaml", args.set)
-    p = replace(p, model=replace(p.model, model_dim=args.width),
-                train=replace(p.train, batch_size=args.batch, checkpoint_every_epochs=10, grid_every_epochs=10),
-                evaluate=replace(p.evaluate, n_generated=args.n_generated, ndb_bins=10))
-    download(str(make_kit(work / "kit.tar.gz", n_per_class=args.per_class)), work / "raw", p.download)
+    if args.demo:
+        from specgan.demo import DEMO_KIT_PER_CLASS, DEMO_OVERRIDES
+
+        p = load_params(ROOT / "params.yaml", [f"{k}={v}" for k, v in DEMO_OVERRIDES.items()] + args.set)
+        per_class = args.per_class or DEMO_KIT_PER_CLASS
+    else:
+        p = load_params(ROOT / "params.yaml", args.set)
+        p = replace(p, model=replace(p.model, model_dim=args.width),
+                    train=replace(p.train, batch_size=args.batch, checkpoint_every_epochs=10, grid_every_epochs=10),
+                    evaluate=replace(p.evaluate, n_generated=args.n_generated, ndb_bins=10))
+        per_class = args.per_class or 20
+    download(str(make_kit(work / "kit.tar.gz", n_per_class=per_class)), work / "raw", p.download)
     run_features(work / "raw", work / "features", p.features, p.data.split)
     run_stats(work / "features", work / "stats.json", p.features.n_frames)
     rows, t0 = [], time.perf_counter()

@@ -36,6 +36,7 @@ def spectrogram_grid(db: np.ndarray, dest: str | Path, title: str = "", labels: 
             ax.set_ylabel("kHz", fontsize=7)
         if i // cols == rows - 1:
             ax.set_xlabel("s", fontsize=7)
+    fig.subplots_adjust(hspace=0.45)  # room for each tile's title below the time axis of the tile above
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), label="dB", shrink=0.8)
     if title:

@@ -157,9 +157,10 @@ class Trainer:
                             bar.set_postfix(d=f"{row[2]:.3f}", g=f"{row[3]:.3f}", refresh=False)
                 self.state.epoch += 1
                 self._check_finite(bad)
-                if self.state.epoch % self.cfg.checkpoint_every_epochs == 0 or self.state.epoch == self.cfg.epochs:
+                last = self.state.epoch == self.cfg.epochs
+                if self.state.epoch % self.cfg.checkpoint_every_epochs == 0 or last:
                     self._checkpoint()
-                if self.dist.main and self.state.epoch % self.cfg.grid_every_epochs == 0:
+                if self.dist.main and (self.state.epoch % self.cfg.grid_every_epochs == 0 or last):
                     self.log.grid(self.state, self.device, self.classes)
             return self._finish()
         except BaseException:

@@ -70,6 +70,8 @@ def test_longer_epochs_extend_and_changed_params_start_fresh(prepared, tmp_path)
     run_cli(*train_args(prepared, out, 2), env=env)
     run_cli(*train_args(prepared, out, 3), env=env)
     assert load_checkpoint(list_checkpoints(out / "checkpoints")[-1])["state"]["epoch"] == 3
+    # grid_every_epochs 2: epoch 2, and the last epoch even when it is not a multiple
+    assert sorted(p.name for p in (out / "grids").iterdir()) == ["epoch_000002.png", "epoch_000003.png"]
     proc = run_cli(*train_args(prepared, out, 1, "--set", "train.seed=5"), env=env)
     assert "not resuming" in proc.stderr
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-e000001.pt"]
