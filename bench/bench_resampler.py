@@ -38,7 +38,7 @@ def main(per_class: int = 8) -> dict:
                 clips = np.zeros((2, feat.clip_samples))
                 clips[0, :n], clips[1, :n] = ours[:n], theirs[:n]
                 clips /= np.abs(clips).max(axis=1, keepdims=True)
-                spec = log_spectrogram(clips, feat).numpy() * DB  # dB
+                spec = log_spectrogram(clips, feat) * DB  # dB
                 loud = spec[1] > spec[1].max() - 60
                 diff = np.abs(spec[0] - spec[1])
                 for band, rows in (("below_6k", slice(0, 100)), ("above_6k", slice(100, None))):

@@ -80,7 +80,7 @@ def invert(gen: DrumGenerator, target_wav: str | Path, starts: int = 8, steps: i
         clip, _ = load_clip(target_wav, gen.features)
     except RejectedClip as exc:
         raise SpecganError(f"{target_wav}: {exc}") from None
-    target = normalize(log_spectrogram(clip[None], gen.features).numpy(), gen.stats, gen.normalize, gen.device)
+    target = normalize(log_spectrogram(clip[None], gen.features), gen.stats, gen.normalize, gen.device)
     # A file's level is not the generator's (load_clip peak-normalizes): a free gain per start, which in the
     # normalized domain is an offset of gain / (std * scale) on every frequency bin.
     bins = target.shape[-1]

@@ -27,9 +27,9 @@ from specgan.config import FeaturesConfig
 from specgan.errors import FeaturesError
 from specgan.running_stats import RunningStats
 from specgan.shards import shard_stems
-from specgan.spectral import RejectedClip, load_clip, log_spectrogram
+from specgan.spectral import LogSpectrogram, RejectedClip, load_clip
 
-CHUNK_CLIPS = 128
+CHUNK_CLIPS = 64
 MANIFEST_FIELDS = ["index", "path", "sha256", "sample_rate", "channels", "duration_s", "label"]
 SUMMARY = "summary.json"
 
@@ -80,8 +80,12 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
     manifest, rejects = [], []
     with atomic_path(stem.with_suffix(".npy")) as tmp_npy, open(tmp_npy, "wb") as fh:
         header_len = _write_npy_header(fh, (len(files), *row_shape))
+        # Buffers reused for every chunk: each clip is decoded into its row of ``batch``.
+        batch = np.empty((CHUNK_CLIPS, cfg.clip_samples))
+        feats_buf = np.empty((CHUNK_CLIPS, *row_shape), dtype=np.float32)
+        stft = LogSpectrogram(cfg)
         for start in range(0, len(files), CHUNK_CLIPS):
-            clips = []
+            k = 0
             for rel in files[start:start + CHUNK_CLIPS]:
                 reason = unusable_reason(data_dir / rel, rel)
                 if reason:
@@ -89,18 +93,18 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
                     continue
                 try:
                     data = (data_dir / rel).read_bytes()
-                    clip, meta = load_clip(rel, cfg, data)
+                    _, meta = load_clip(rel, cfg, data, out=batch[k])
                 except (RejectedClip, OSError) as exc:
                     rejects.append((rel, str(exc) if isinstance(exc, RejectedClip) else f"unreadable file: {exc}"))
                     continue
-                clips.append(clip)
+                k += 1
                 manifest.append([len(manifest), rel, hashlib.sha256(data).hexdigest(), meta.sample_rate,
                                  meta.channels, round(meta.duration_s, 6), labels.get(rel, "")])
-            if clips:
-                feats = log_spectrogram(np.stack(clips), cfg).numpy()
+            if k:
+                feats = stft(batch[:k], out=feats_buf[:k])
                 if not np.isfinite(feats).all():  # cannot happen after the checks above; never let it through
                     raise FeaturesError(f"non-finite features in shard {index}")
-                fh.write(np.ascontiguousarray(feats, dtype="<f4").tobytes())
+                fh.write(feats.astype("<f4", copy=False).data)  # C order, as the header says
                 stats.update(feats)
         _finish_npy(fh, header_len, (len(manifest), *row_shape))
     _write_csv(stem.with_suffix(".manifest.csv"), MANIFEST_FIELDS, manifest)

@@ -24,12 +24,15 @@ class RunningStats:
             self.m2 = np.zeros(self.n_bins)
 
     def update(self, feats: np.ndarray) -> None:
-        """Add a block [clips, bins, frames]: every frame of every clip counts."""
-        block = np.asarray(feats, dtype=np.float64).transpose(1, 0, 2).reshape(self.n_bins, -1)
-        n = block.shape[1]
-        mean = block.mean(axis=1)
-        m2 = ((block - mean[:, None]) ** 2).sum(axis=1)
-        self.merge(RunningStats(self.n_bins, n, mean, m2))
+        """Add a block [clips, bins, frames]: every frame of every clip counts. The block's sums and sums of
+        squares accumulate in float64 without a float64 copy of the block; for log magnitudes (|mean| and std
+        of a few units) its M2 = sum(x^2) - sum(x) * mean loses about one bit of float64's 52."""
+        block = np.asarray(feats)
+        n = block.shape[0] * block.shape[2]
+        total = np.einsum("ijk->j", block, dtype=np.float64)
+        squares = np.einsum("ijk,ijk->j", block, block, dtype=np.float64)
+        mean = total / n
+        self.merge(RunningStats(self.n_bins, n, mean, np.maximum(squares - total * mean, 0.0)))
 
     def merge(self, other: RunningStats) -> None:
         """Fold another partial result into this one."""

@@ -29,12 +29,13 @@ class ClipInfo:
     duration_s: float
 
 
-def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None) -> tuple[np.ndarray, ClipInfo]:
+def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None,
+              out: np.ndarray | None = None) -> tuple[np.ndarray, ClipInfo]:
     """Decode the first ``clip_samples`` (at ``sample_rate``) of a file: mono, resampled, padded, peak 1.
 
     Everything runs in float64 (decode, mix, resample, peak normalization): float32 there moves near-silent
     log bins by up to 0.4. ``data`` is the file's content when the caller already read it (one read serves
-    hash and decode)."""
+    hash and decode); ``out`` a float64 row of ``clip_samples`` to write the clip into (a batch's row)."""
     try:
         snd = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -49,24 +50,32 @@ def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None) 
         # Read only what the clip needs (plus a resampling margin), so a long file costs no more.
         need = cfg.clip_samples if snd.samplerate == cfg.sample_rate else (
             math.ceil(cfg.clip_samples * snd.samplerate / cfg.sample_rate) + 64)
+        clip = np.empty(cfg.clip_samples, dtype=np.float64) if out is None else out
+        # Mono at the features' rate (the usual drum kit) decodes straight into the clip's row.
+        direct = snd.channels == 1 and snd.samplerate == cfg.sample_rate
         try:
-            audio = snd.read(frames=need, dtype="float64", always_2d=True)
+            audio = snd.read(frames=need, dtype="float64", always_2d=True,
+                             out=clip[:, None] if direct else None)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise RejectedClip(f"unreadable audio: {first_line(exc)}") from None
     if audio.shape[0] < min(need, total):  # integers: 44100 * (7759 / 44100) is 7759.000000000001
         raise RejectedClip(f"truncated: {audio.shape[0]} frames decoded")
     if not np.isfinite(audio).all():
         raise RejectedClip("non-finite samples (NaN or Inf)")
-    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
-    if meta.sample_rate != cfg.sample_rate:
-        mono = _resample(mono, meta.sample_rate, cfg.sample_rate)
-    clip = np.zeros(cfg.clip_samples, dtype=np.float64)
-    n = min(cfg.clip_samples, mono.shape[0])
-    clip[:n] = mono[:n]
+    if direct:
+        n = audio.shape[0]
+    else:
+        mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+        if meta.sample_rate != cfg.sample_rate:
+            mono = _resample(mono, meta.sample_rate, cfg.sample_rate)
+        n = min(cfg.clip_samples, mono.shape[0])
+        clip[:n] = mono[:n]
+    clip[n:] = 0.0
     peak = float(np.abs(clip).max())
     if peak == 0.0:
         raise RejectedClip("silent: peak 0")
-    return clip / peak, meta
+    clip /= peak
+    return clip, meta
 
 
 def _check_wav_complete(data: bytes) -> None:
@@ -95,24 +104,69 @@ def _resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
         return _resampler(orig, new)(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))).numpy()
 
 
+STFT_GROUP = 8  # clips per FFT call: their float64 frames (about 2 MB) stay in the CPU's cache
+
+
 @lru_cache(maxsize=4)
-def _spectrogram(cfg: FeaturesConfig) -> torchaudio.transforms.Spectrogram:
-    # torch.hann_window is periodic by default, as SPEC.md asks; built in float64 (a float32 window
-    # alone moves near-silent log bins past the 1e-4 parity).
-    return torchaudio.transforms.Spectrogram(
-        n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
-        pad=0, power=None, center=False, window_fn=torch.hann_window, wkwargs={"dtype": torch.float64})
+def _window(cfg: FeaturesConfig) -> np.ndarray:
+    """The periodic Hann window (SPEC.md) in float64, zero-padded to ``n_fft`` and centred, as torch.stft does
+    when ``win_length < n_fft``. A float32 window alone moves near-silent log bins past the 1e-4 parity."""
+    n = np.arange(cfg.win_length)
+    window = np.zeros(cfg.n_fft)
+    left = (cfg.n_fft - cfg.win_length) // 2
+    window[left:left + cfg.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * n / cfg.win_length)
+    window.flags.writeable = False
+    return window
 
 
-def log_spectrogram(clips: np.ndarray | torch.Tensor, cfg: FeaturesConfig) -> torch.Tensor:
-    """[B, clip_samples] peak-normalized clips -> float32 [B, n_bins, n_frames] log-magnitude.
+class LogSpectrogram:
+    """[B, clip_samples] peak-normalized clips -> float32 [B, n_bins, n_frames] log-magnitude (SPEC.md 2).
 
-    The transform runs in float64: log(|S| + 1e-6) magnifies float32 rounding in near-silent bins
-    by up to 1e-3, and the features must match the reference to 1e-4 everywhere. The squared
-    magnitude is formed in float64 (complex abs is slow on the CPU); sqrt and log run in float32."""
-    x = torch.as_tensor(clips).to(torch.float64)
-    x = torch.nn.functional.pad(x, (0, cfg.tail_pad))
-    with torch.inference_mode():
-        spec = torch.view_as_real(_spectrogram(cfg).to(x.device, torch.float64)(x))
-        power = (spec[..., 0].square() + spec[..., 1].square()).to(torch.float32)
-        return torch.log(power.sqrt_().add_(cfg.log_eps))
+    The transform runs in float64 (NumPy's pocketfft, ``STFT_GROUP`` clips at a time so the frames stay in
+    cache, in work buffers kept between calls: fresh ones cost as much again in page faults): log(|S| + 1e-6)
+    magnifies float32 rounding in near-silent bins by up to 1e-3, and the features must match the reference to
+    1e-4 everywhere. The squared magnitude is formed in float64; sqrt and log run in float32. One instance per
+    thread (its buffers are its own)."""
+
+    def __init__(self, cfg: FeaturesConfig) -> None:
+        self.cfg, self.window, self.eps = cfg, _window(cfg), np.float32(cfg.log_eps)
+        self.n_frames, self.n_bins = cfg.n_frames, cfg.n_bins
+        g, t, n = STFT_GROUP, self.n_frames, self.n_bins
+        self.padded = np.zeros((g, cfg.clip_samples + cfg.tail_pad))
+        self.frames = np.empty((g, t, cfg.n_fft))
+        self.spec = np.empty((g, t, n), dtype=np.complex128)
+        self.power, self.imag2 = np.empty((g, t, n)), np.empty((g, t, n))
+        self.mag = np.empty((g, t, n), dtype=np.float32)
+
+    def __call__(self, clips: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        cfg = self.cfg
+        x = np.asarray(clips, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != cfg.clip_samples:
+            raise ValueError(f"expected clips of shape [B, {cfg.clip_samples}], got {list(x.shape)}")
+        n_clips = x.shape[0]
+        if out is None:
+            out = np.empty((n_clips, self.n_bins, self.n_frames), dtype=np.float32)
+        for start in range(0, n_clips, STFT_GROUP):
+            g = min(STFT_GROUP, n_clips - start)
+            self.padded[:g, :cfg.clip_samples] = x[start:start + g]
+            view = sliding_window_view(self.padded[:g], cfg.n_fft, axis=-1)[:, ::cfg.hop_length][:, :self.n_frames]
+            frames, spec, power, imag2, mag = (b[:g] for b in (self.frames, self.spec, self.power, self.imag2,
+                                                                 self.mag))
+            np.multiply(view, self.window, out=frames)
+            np.fft.rfft(frames, axis=-1, out=spec)  # [g, frames, bins] complex128
+            np.square(spec.real, out=power)
+            np.square(spec.imag, out=imag2)
+            np.add(power, imag2, out=power)
+            np.copyto(mag, power, casting="same_kind")
+            np.sqrt(mag, out=mag)
+            np.add(mag, self.eps, out=mag)
+            np.log(mag, out=mag)
+            out[start:start + g] = mag.transpose(0, 2, 1)
+        return out
+
+
+def log_spectrogram(clips: np.ndarray, cfg: FeaturesConfig) -> np.ndarray:
+    """[B, clip_samples] peak-normalized clips -> float32 [B, n_bins, n_frames] log-magnitude (``LogSpectrogram``)."""
+    return LogSpectrogram(cfg)(clips)
