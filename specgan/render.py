@@ -39,6 +39,9 @@ def metrics_html(m: dict) -> str:
             se = f" &plusmn; {m[k + '_se']:.3g}" if k + "_se" in m else ""
             real = f"{m[k + '_real']:.4g}" + (f" &plusmn; {m[k + '_real_se']:.3g}" if k + "_real_se" in m else "")
             rows.append(f"<tr><td>{k}</td><td>{m[k]:.4g}{se}</td><td>{real}</td></tr>")
+    if "frechet_distance_inverted" in m:
+        rows.append(f"<tr><td>frechet_distance of real clips through Griffin-Lim (the best this model's "
+                    f"spectrograms can do)</td><td></td><td>{m['frechet_distance_inverted']:.4g}</td></tr>")
     flags = [w for f, w in (("collapse_flag", "MODE COLLAPSE: the samples are too alike"),
                             ("memorization_flag", "MEMORIZATION: the samples copy training clips")) if m.get(f)]
     shares = ", ".join(f"{c} {v:.0%}" for c, v in sorted(m.get("class_share", {}).items()))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio
 
@@ -136,6 +137,15 @@ class DrumGenerator:
         """[N, latent] -> [N, samples] audio at ``features.sample_rate``, inverted with ``render``'s settings."""
         mag = denormalize(self.spectrograms(z, y), self.stats, self.normalize)
         return invert(mag, self.features, render)
+
+    def round_trip(self, clips: np.ndarray, render: RenderConfig) -> torch.Tensor:
+        """Real [N, clip_samples] clips as a perfect generator would make them: their features normalized as
+        for training (clipping included), then denormalized and inverted with ``render``'s settings."""
+        from specgan.data import normalize
+        from specgan.spectral import log_spectrogram
+
+        x = normalize(log_spectrogram(clips, self.features), self.stats, self.normalize, self.device)
+        return invert(denormalize(x, self.stats, self.normalize), self.features, render)
 
 
 LATENTS = "latents.npz"  # beside rendered or synthesized sounds: each sound's z (and class) to replay it
