@@ -81,14 +81,18 @@ def cmd_render(args: argparse.Namespace, p: Params) -> None:
     print(f"{res['samples']} samples; gallery: {res['gallery']}")
 
 
+def frechet_text(m: dict) -> str:
+    """An evaluation's Frechet distance beside its real baseline and real clips through Griffin-Lim."""
+    return (f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}, real through "
+            f"Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g})")
+
+
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
     from specgan.evaluate import run_evaluate
 
     m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, p.render,
                      labels_mode=p.data.labels)
-    print(f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}, real through "
-          f"Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g}), "
-          f"ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
+    print(f"{frechet_text(m)}, ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
           f"(real {m['nn_self_real']:.4g}), nn_train {m['nn_train']:.4g} (real {m['nn_train_real']:.4g})"
           + (" [MODE COLLAPSE]" if m["collapse_flag"] else "") + (" [MEMORIZATION]" if m["memorization_flag"] else "")
           + (f"\nclass share: {', '.join(f'{c} {v:.0%}' for c, v in sorted(m['class_share'].items()))}"
@@ -219,8 +223,7 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
           f"  gallery:  {r['gallery']}\n"
           f"  model:    {r['model']} version {r['version']} (@challenger, {status})\n"
           f"  MLflow:   {ui}   then open the run {r['run_id']}\n"
-          f"  quality:  frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}, "
-          f"real through Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g}), "
+          f"  quality:  {frechet_text(m)}, "
           f"inception_score {m.get('inception_score', float('nan')):.3g} "
           f"(real {m.get('inception_score_real', float('nan')):.3g})"
           + (f"\n            class share: {shares}" if shares else "") + "\n"

@@ -73,14 +73,13 @@ def invert(gen: DrumGenerator, target_wav: str | Path, starts: int = 8, steps: i
     """The z (and class, for a conditional model) whose sound best matches ``target_wav``: gradient descent
     on z (kept in [-1, 1]) against the target's normalized spectrogram, from ``starts`` random points (every
     class for a conditional model), best of all."""
-    from specgan.data import normalize
-    from specgan.spectral import RejectedClip, load_clip, log_spectrogram
+    from specgan.spectral import RejectedClip, load_clip
 
     try:
         clip, _ = load_clip(target_wav, gen.features)
     except RejectedClip as exc:
         raise SpecganError(f"{target_wav}: {exc}") from None
-    target = normalize(log_spectrogram(clip[None], gen.features), gen.stats, gen.normalize, gen.device)
+    target = gen.normalized(clip[None])
     # A file's level is not the generator's (load_clip peak-normalizes): a free gain per start, which in the
     # normalized domain is an offset of gain / (std * scale) on every frequency bin.
     bins = target.shape[-1]
@@ -115,6 +114,7 @@ def invert(gen: DrumGenerator, target_wav: str | Path, starts: int = 8, steps: i
     assert best is not None
     nearest = None
     if training_features is not None:
+        from specgan.data import normalize
         from specgan.shards import load_features
 
         real = normalize(load_features(training_features), gen.stats, gen.normalize, gen.device)

@@ -138,14 +138,18 @@ class DrumGenerator:
         mag = denormalize(self.spectrograms(z, y), self.stats, self.normalize)
         return invert(mag, self.features, render)
 
-    def round_trip(self, clips: np.ndarray, render: RenderConfig) -> torch.Tensor:
-        """Real [N, clip_samples] clips as a perfect generator would make them: their features normalized as
-        for training (clipping included), then denormalized and inverted with ``render``'s settings."""
+    def normalized(self, clips: np.ndarray) -> torch.Tensor:
+        """Real [N, clip_samples] clips (peak 1) -> [N, 1, 128, 128]: their features normalized as the
+        training tensor was (clipping included), the generator's output domain."""
         from specgan.data import normalize
         from specgan.spectral import log_spectrogram
 
-        x = normalize(log_spectrogram(clips, self.features), self.stats, self.normalize, self.device)
-        return invert(denormalize(x, self.stats, self.normalize), self.features, render)
+        return normalize(log_spectrogram(clips, self.features), self.stats, self.normalize, self.device)
+
+    def round_trip(self, clips: np.ndarray, render: RenderConfig) -> torch.Tensor:
+        """Real [N, clip_samples] clips as a perfect generator would make them: ``normalized``, then
+        denormalized and inverted with ``render``'s settings."""
+        return invert(denormalize(self.normalized(clips), self.stats, self.normalize), self.features, render)
 
 
 LATENTS = "latents.npz"  # beside rendered or synthesized sounds: each sound's z (and class) to replay it
