@@ -87,12 +87,13 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
         for start in range(0, len(files), CHUNK_CLIPS):
             k = 0
             for rel in files[start:start + CHUNK_CLIPS]:
-                reason = unusable_reason(data_dir / rel, rel)
+                path = data_dir / rel
+                reason = unusable_reason(path, rel)
                 if reason:
                     rejects.append((printable_name(rel), reason))
                     continue
                 try:
-                    data = (data_dir / rel).read_bytes()
+                    data = path.read_bytes()
                     _, meta = load_clip(rel, cfg, data, out=batch[k])
                 except (RejectedClip, OSError) as exc:
                     rejects.append((rel, str(exc) if isinstance(exc, RejectedClip) else f"unreadable file: {exc}"))
