@@ -52,17 +52,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.demo:
-        from specgan.demo import DEMO_KIT_PER_CLASS, DEMO_OVERRIDES
+        from specgan.demo import DEMO_EXTRA_TEST, DEMO_KIT_PER_CLASS, DEMO_OVERRIDES
 
         p = load_params(ROOT / "params.yaml", [f"{k}={v}" for k, v in DEMO_OVERRIDES.items()] + args.set)
-        per_class = args.per_class or DEMO_KIT_PER_CLASS
+        per_class, extra_test = args.per_class or DEMO_KIT_PER_CLASS, DEMO_EXTRA_TEST
     else:
         p = load_params(ROOT / "params.yaml", args.set)
         p = replace(p, model=replace(p.model, model_dim=args.width),
                     train=replace(p.train, batch_size=args.batch, checkpoint_every_epochs=10, grid_every_epochs=10),
                     evaluate=replace(p.evaluate, n_generated=args.n_generated, ndb_bins=10))
-        per_class = args.per_class or 20
-    download(str(make_kit(work / "kit.tar.gz", n_per_class=per_class)), work / "raw", p.download)
+        per_class, extra_test = args.per_class or 20, 0
+    download(str(make_kit(work / "kit.tar.gz", n_per_class=per_class, extra_test=extra_test)), work / "raw",
+             p.download)
     run_features(work / "raw", work / "features", p.features, p.data.split)
     run_stats(work / "features", work / "stats.json", p.features.n_frames)
     rows, t0 = [], time.perf_counter()

@@ -98,9 +98,12 @@ def synth_hit(label: str, rng: np.random.Generator, sr: int, seconds: float) -> 
     return x * rng.uniform(0.3, 0.95)
 
 
-def make_kit(out: str | Path, n_per_class: int = 8, seed: int = 0, root: str = "drums") -> Path:
+def make_kit(out: str | Path, n_per_class: int = 8, seed: int = 0, root: str = "drums",
+             extra_test: int = 0) -> Path:
     """Write ``out`` (.tar.gz or .zip, or a folder when no such suffix) holding
-    ``root/{train,valid,test}/<label>_<i>.wav`` plus ``root/labels.csv``; returns ``out``."""
+    ``root/{train,valid,test}/<label>_<i>.wav`` plus ``root/labels.csv``; returns ``out``. ``extra_test``
+    more held-out clips per class join the test split (the metrics' real baselines) without taking any
+    from training."""
     import soundfile as sf  # here, so GPU benchmarks can use the voices without soundfile installed
 
     out = Path(out)
@@ -109,13 +112,13 @@ def make_kit(out: str | Path, n_per_class: int = 8, seed: int = 0, root: str = "
     rows = []
     i = 0
     for label in CLASSES:
-        for k in range(n_per_class):
+        for k in range(n_per_class + extra_test):
             sr, subtype, channels = FORMATS[i % len(FORMATS)]
             seconds = float(rng.choice([0.4, 0.8, 1.0, 1.0, 1.5]))
             x = synth_hit(label, rng, sr, seconds)
             if channels == 2:
                 x = np.stack([x, x * rng.uniform(0.6, 1.0)], axis=1)
-            split = _split_for(k, n_per_class)
+            split = _split_for(k, n_per_class) if k < n_per_class else "test"
             rel = f"{root}/{split}/{label}_{k:03d}.wav"
             buf = io.BytesIO()
             sf.write(buf, x.astype(np.float32), sr, subtype=subtype, format="WAV")

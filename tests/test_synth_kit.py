@@ -42,3 +42,16 @@ def test_archive_is_shaped_like_the_real_one(kit_archive):
         names = tf.getnames()
     assert all(n.startswith("drums/") for n in names)
     assert any(n.startswith("drums/train/") and n.endswith(".wav") for n in names)
+
+
+def test_extra_test_clips_join_the_held_out_split_and_leave_training_alone(tmp_path):
+    from collections import Counter
+
+    def splits(kit) -> Counter:
+        with open(kit / "drums" / "labels.csv") as fh:
+            return Counter(r["split"] for r in csv.DictReader(fh))
+
+    plain = splits(make_kit(tmp_path / "plain", n_per_class=10, seed=1))
+    more = splits(make_kit(tmp_path / "more", n_per_class=10, seed=1, extra_test=4))
+    assert more["train"] == plain["train"] == 8 * len(CLASSES) and more["valid"] == plain["valid"]
+    assert more["test"] == plain["test"] + 4 * len(CLASSES)
