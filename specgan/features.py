@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -139,9 +140,11 @@ def _write_csv(dest: Path, header: list[str], rows: list) -> None:
 
 
 def _shard_job(args: tuple) -> ShardResult:
-    import torch
-
-    torch.set_num_threads(1)  # one core per worker process
+    """One shard in a worker process, with one thread for torch (the resampler): one core per worker."""
+    if "torch" in sys.modules:  # imported before the fork: its thread pool is set already
+        sys.modules["torch"].set_num_threads(1)
+    else:  # imported later, on the first clip to resample: torch reads this when it starts
+        os.environ["OMP_NUM_THREADS"] = "1"
     return featurize_shard(*args)
 
 

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
 from specgan.config import FeaturesConfig
 from specgan.errors import first_line
@@ -149,12 +147,19 @@ def _decode_pcm16_wav(data: bytes, cfg: FeaturesConfig, clip: np.ndarray) -> Dec
 
 
 @lru_cache(maxsize=16)
-def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
-    # torchaudio's default windowed-sinc filter (Hann window, 6 zero crossings, rolloff 0.99), in float64.
+def _resampler(orig: int, new: int):  # -> torchaudio.transforms.Resample
+    """torchaudio's default windowed-sinc filter (Hann window, 6 zero crossings, rolloff 0.99), in float64.
+    torch is imported here, on the first clip that needs resampling: the usual 16 kHz kit never pays its
+    second of import time, and the features step's worker processes fork from a smaller parent."""
+    import torch
+    import torchaudio
+
     return torchaudio.transforms.Resample(orig, new, dtype=torch.float64)
 
 
 def _resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
+    import torch
+
     with torch.inference_mode():
         return _resampler(orig, new)(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))).numpy()
 
