@@ -83,8 +83,9 @@ def cmd_render(args: argparse.Namespace, p: Params) -> None:
 
 def frechet_text(m: dict) -> str:
     """An evaluation's Frechet distance beside its real baseline and real clips through Griffin-Lim."""
-    return (f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}, real through "
-            f"Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g})")
+    spread = f" +- {m['frechet_distance_real_sd']:.2g}" if "frechet_distance_real_sd" in m else ""
+    return (f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}{spread}, real "
+            f"through Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g})")
 
 
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:

@@ -138,6 +138,16 @@ def bootstrap_se(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> float:
     return float(np.std(vals, ddof=1))
 
 
+def draws_sd(pool: np.ndarray, k: int, b: np.ndarray, n: int, seed: int) -> float:
+    """Standard deviation of the Frechet distance between ``k`` rows drawn from ``pool`` without replacement and
+    ``b``, over ``n`` draws: the size-matched baseline's own spread. The bootstrap repeats rows, which biases a
+    Frechet distance upwards and overstates its spread (BENCHMARKS.md: 29 against 5 on the demo)."""
+    if n < 2 or len(pool) <= k:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    return float(np.std([frechet_distance(pool[rng.permutation(len(pool))[:k]], b) for _ in range(n)], ddof=1))
+
+
 def nn_distance(queries: np.ndarray, refs: np.ndarray, exclude_self: bool = False) -> float:
     """Mean RMS distance from each query to its nearest reference (itself excluded when ``exclude_self``)."""
     q, r = torch.as_tensor(queries, dtype=torch.float64), torch.as_tensor(refs, dtype=torch.float64)
@@ -249,6 +259,9 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
     if cfg.bootstrap:
         m["frechet_distance_se"] = bootstrap_se(gen_vec, held_vec, cfg.bootstrap, cfg.seed)
         m["frechet_distance_real_se"] = bootstrap_se(ref_vec, held_vec, cfg.bootstrap, cfg.seed + 1)
+        if train_vec.shape[0] > gen_vec.shape[0]:  # else every draw is the whole training set
+            m["frechet_distance_real_sd"] = draws_sd(train_vec, gen_vec.shape[0], held_vec, cfg.bootstrap,
+                                                     cfg.seed + 2)
     m["collapse_flag"] = int(m["nn_self"] < cfg.collapse_ratio * m["nn_self_real"])
     m["memorization_flag"] = int(m["nn_train"] < cfg.memorization_ratio * m["nn_train_real"])
     if all(train.labels) and len(set(train.labels)) > 1:
