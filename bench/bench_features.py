@@ -63,13 +63,13 @@ def child(mode: str, folder: str, out: str) -> None:
 
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     t0 = time.perf_counter()
-    paths = sorted(Path(folder).glob("*.wav"))
     if mode == "plain":
-        feats = plain_loop(paths)
+        feats = plain_loop(sorted(Path(folder).glob("*.wav")))
         n = len(feats)
     elif mode == "plain_x2":  # the machine's own scaling: the same loop on each half, in two processes
         from concurrent.futures import ProcessPoolExecutor
 
+        paths = sorted(Path(folder).glob("*.wav"))
         with ProcessPoolExecutor(2) as pool:
             n = sum(pool.map(_count_plain, (paths[: len(paths) // 2], paths[len(paths) // 2:])))
     else:
@@ -88,7 +88,7 @@ def main() -> None:
         folder = Path(tmp) / "clips"
         folder.mkdir()
         make_clips(folder, n)
-        # Rounds alternate the two modes, so a slow spell of a shared machine hits both alike.
+        # Rounds alternate the three modes, so a slow spell of a shared machine hits them alike.
         runs: list[dict[str, dict]] = []
         for _ in range(rounds):
             results = {}

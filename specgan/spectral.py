@@ -35,7 +35,7 @@ def load_clip(path: str | Path, cfg: FeaturesConfig, data: bytes | None = None,
     log bins by up to 0.4. ``data`` is the file's content when the caller already read it (one read serves
     hash and decode); ``out`` a float64 row of ``clip_samples`` to write the clip into (a batch's row)."""
     clip = np.empty(cfg.clip_samples, dtype=np.float64) if out is None else out
-    decoded = _decode_pcm16_wav(data, cfg, clip) if data is not None and data[8:12] == b"WAVE" else None
+    decoded = _decode_pcm16_wav(data, cfg, clip) if data is not None else None
     audio, meta, total, need, direct = decoded or _decode_soundfile(path, cfg, data, clip)
     if audio.shape[0] < min(need, total):  # integers: 44100 * (7759 / 44100) is 7759.000000000001
         raise RejectedClip(f"truncated: {audio.shape[0]} frames decoded")
@@ -106,11 +106,12 @@ def _wav_chunks(data: bytes) -> dict[bytes, tuple[int, int]]:
     return chunks
 
 
-def _check_wav_complete(data: bytes) -> None:
-    """libsndfile silently shortens a WAV whose data chunk was cut off; reject it instead."""
+def _check_wav_complete(data: bytes, chunks: dict[bytes, tuple[int, int]] | None = None) -> None:
+    """libsndfile silently shortens a WAV whose data chunk was cut off; reject it instead. ``chunks``: the
+    WAV's :func:`_wav_chunks` when the caller has parsed them already."""
     if data[8:12] != b"WAVE":
         return
-    start, length = _wav_chunks(data).get(b"data", (0, 0))
+    start, length = (chunks if chunks is not None else _wav_chunks(data)).get(b"data", (0, 0))
     if start + length > len(data):
         raise RejectedClip(f"truncated: data chunk promises {length} bytes, {len(data) - start} present")
 
@@ -121,7 +122,7 @@ def _decode_pcm16_wav(data: bytes, cfg: FeaturesConfig, clip: np.ndarray) -> Dec
     Python binding spends about 90 us a file, which made the features step no faster than a plain loop).
     None for every other WAV (extensible, float, 8/24/32-bit, a fmt chunk it cannot trust): libsndfile
     decides those."""
-    if data[:4] != b"RIFF":
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     chunks = _wav_chunks(data)
     if b"fmt " not in chunks or b"data" not in chunks or chunks[b"fmt "][1] < 16:
@@ -129,7 +130,7 @@ def _decode_pcm16_wav(data: bytes, cfg: FeaturesConfig, clip: np.ndarray) -> Dec
     tag, channels, rate, _, block, bits = struct.unpack_from("<HHIIHH", data, chunks[b"fmt "][0])
     if tag != WAVE_FORMAT_PCM or bits != 16 or channels < 1 or block != 2 * channels or rate <= 0:
         return None
-    _check_wav_complete(data)
+    _check_wav_complete(data, chunks)
     start, length = chunks[b"data"]
     total = length // block
     if total <= 0:

@@ -59,7 +59,7 @@ def parity_dir(tmp_path_factory) -> Path:
     for i, (ext, subtype) in enumerate((("wav", "PCM_24"), ("aiff", "PCM_16"), ("wav", "PCM_U8"),
                                         ("wav", "DOUBLE"), ("flac", "PCM_24"))):
         sf.write(d / f"g_quiet_{i}.{ext}", 0.05 * _hit(9000 + 1111 * i, 16000, 10 + i) / 2, 16000, subtype=subtype)
-    # 16-bit PCM WAV, the usual one-shot, decodes through the standard library's wave (see the next test).
+    # 16-bit PCM WAV, the usual one-shot, is decoded from its bytes, not by libsndfile (see the next test).
     sf.write(d / "h_pcm16_quiet.wav", 0.05 * _hit(16007, 16000, 20), 16000, subtype="PCM_16")
     sf.write(d / "i_pcm16_stereo.wav", np.stack([_hit(12001, 16000, 21), 0.3 * _hit(12001, 16000, 22)], 1), 16000,
              subtype="PCM_16")
@@ -84,7 +84,7 @@ def _with_list_chunk(wav: bytes) -> bytes:
 
 @pytest.mark.parametrize("frames,rate,channels,fmt", PCM16_CASES)
 def test_pcm16_wav_fast_path_decodes_exactly_what_libsndfile_decodes(tmp_path, params, frames, rate, channels, fmt):
-    """Bytes handed to load_clip (the features step's path) take the wave fast path for 16-bit PCM WAV; a path
+    """Bytes handed to load_clip (the features step's path) take the fast path for 16-bit PCM WAV; a path
     alone goes through libsndfile. Both must give the same float64 clip, bit for bit."""
     from specgan import spectral
     from specgan.spectral import load_clip
