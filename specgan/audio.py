@@ -22,10 +22,10 @@ def printable_name(rel: str) -> str:
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def unusable_reason(path: str | Path, rel: str) -> str | None:
+def unusable_reason(path: str | Path, rel: str, check_regular: bool = True) -> str | None:
     """Why a listed file cannot be decoded at all (a reject reason), or None: a format the decoder does not
-    read, something that is not a regular file (a FIFO would block the reader forever), a name that is not
-    UTF-8."""
+    read, something that is not a regular file (a FIFO would block the reader forever; ``check_regular``
+    False leaves that to a caller that checks the file it opened), a name that is not UTF-8."""
     suffix = os.path.splitext(rel)[1].lower()  # os.path: a third of pathlib's cost, once per clip
     if suffix in UNSUPPORTED_AUDIO:
         return f"unsupported format {suffix} (readable: {', '.join(sorted(AUDIO_EXTENSIONS))})"
@@ -33,7 +33,7 @@ def unusable_reason(path: str | Path, rel: str) -> str | None:
         rel.encode("utf-8")
     except UnicodeEncodeError:
         return "file name is not valid UTF-8"
-    if not os.path.isfile(path):
+    if check_regular and not os.path.isfile(path):
         return "not a regular file"
     return None
 

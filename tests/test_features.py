@@ -282,3 +282,41 @@ def test_data_labels_decides_the_classes_in_the_manifest(tmp_path, mode, expecte
             "--params", str(ROOT / "params.yaml"), "--set", f"data.labels={mode}", "--workers", "1")
     rows = [r for p in sorted((tmp_path / "f").glob("*.manifest.csv")) for r in csv.DictReader(p.open())]
     assert {r["path"]: r["label"] for r in rows} == expected
+
+
+def test_a_huge_clip_file_is_hashed_in_pieces_and_decoded_from_disk(tmp_path, params):
+    """A 9-minute WAV (17 MB, over features.WHOLE_READ_BYTES) gives the same features as its first second
+    and the sha256 of the whole file, without the file in memory; a huge WAV whose data chunk was cut off is
+    still a truncation reject."""
+    import hashlib
+    import struct
+    import tracemalloc
+
+    from specgan.features import WHOLE_READ_BYTES, featurize_shard
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    long = (0.4 * rng.standard_normal(16000 * 540)).clip(-1, 1)
+    sf.write(data / "long.wav", long, 16000, subtype="PCM_16")
+    sf.write(data / "short.wav", sf.read(data / "long.wav")[0][:20000], 16000, subtype="PCM_16")
+    raw = (data / "long.wav").read_bytes()
+    assert len(raw) > WHOLE_READ_BYTES
+    pos = raw.index(b"data")  # promise 4 bytes more than the file holds
+    (data / "cut.wav").write_bytes(raw[:pos + 4] + struct.pack("<I", struct.unpack_from("<I", raw, pos + 4)[0] + 4)
+                                   + raw[pos + 8:])
+    del raw
+    peaks = []
+    for files in (["short.wav"], ["cut.wav", "long.wav", "short.wav"]):
+        tracemalloc.start()
+        result = featurize_shard(data, tmp_path / f"f{len(files)}", 0, 1, "all", params.features, files, {})
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] - peaks[0] < 4 << 20, peaks  # the work buffers' peak (about 20 MB) plus 1 MiB pieces
+    assert result.rejects == [("cut.wav", f"truncated: data chunk promises {16000 * 540 * 2 + 4} bytes, "
+                                          f"{16000 * 540 * 2} present")]
+    feats = load_features(tmp_path / "f3")
+    np.testing.assert_array_equal(feats[0], feats[1])
+    rows = load_manifest(tmp_path / "f3")
+    assert rows[0]["sha256"] == hashlib.sha256((data / "long.wav").read_bytes()).hexdigest()
+    assert float(rows[0]["duration_s"]) == 540.0
