@@ -14,10 +14,12 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +86,7 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
     manifest, rejects = [], []
     with atomic_path(stem.with_suffix(".npy")) as tmp_npy, open(tmp_npy, "wb") as fh:
         header_len = _write_npy_header(fh, (len(files), *row_shape))
-        # Buffers reused for every chunk: each clip is decoded into its row of ``batch``, whose tail (the
-        # STFT's zero padding) stays zero; its peak goes to ``peaks``, and the STFT applies it.
-        stft = LogSpectrogram(cfg)
-        batch = np.zeros((CHUNK_CLIPS, stft.row_samples))
-        peaks = np.empty(CHUNK_CLIPS)
-        feats_buf = np.empty((CHUNK_CLIPS, *row_shape), dtype=np.float32)
+        stft, batch, peaks, feats_buf = _work_buffers(cfg, threading.get_ident())
         root = os.fspath(data_dir)
         for start in range(0, len(files), CHUNK_CLIPS):
             k = 0
@@ -110,16 +107,28 @@ def featurize_shard(data_dir: str | Path, out_dir: str | Path, index: int, n_sha
                                  meta.channels, round(meta.duration_s, 6), labels.get(rel, "")])
             if k:
                 feats = stft.padded_rows(batch[:k], peaks[:k], out=feats_buf[:k])
-                if not np.isfinite(feats).all():  # cannot happen after the checks above; never let it through
+                block = RunningStats.of(feats)
+                if not np.isfinite(block.mean).all():  # cannot happen after the checks above; never let it through
                     raise FeaturesError(f"non-finite features in shard {index}")
                 fh.write(feats.astype("<f4", copy=False).data)  # C order, as the header says
-                stats.update(feats)
+                stats.merge(block)
         _finish_npy(fh, header_len, (len(manifest), *row_shape))
     _write_csv(stem.with_suffix(".manifest.csv"), MANIFEST_FIELDS, manifest)
     _write_csv(stem.with_suffix(".rejects.csv"), ["path", "reason"], rejects)
     with atomic_path(stem.with_suffix(".stats.npz"), suffix=".npz") as tmp:
         stats.save(tmp)
     return ShardResult(index, len(manifest), rejects)
+
+
+@lru_cache(maxsize=2)
+def _work_buffers(cfg: FeaturesConfig, thread: int) -> tuple[LogSpectrogram, np.ndarray, np.ndarray, np.ndarray]:
+    """The STFT and the chunk buffers (about 20 MB), made once per thread and features config: a worker that
+    runs several shards would otherwise fault every page in again for each. ``batch`` rows: each clip is
+    decoded into one, whose tail (the STFT's zero padding) stays zero; ``peaks``: each row's peak, which the
+    STFT applies; ``feats``: the chunk's features."""
+    stft = LogSpectrogram(cfg)
+    batch = np.zeros((CHUNK_CLIPS, stft.row_samples))
+    return stft, batch, np.empty(CHUNK_CLIPS), np.empty((CHUNK_CLIPS, cfg.n_bins, cfg.n_frames), dtype=np.float32)
 
 
 def read_clip_file(path: str) -> tuple[bytes | None, str]:
