@@ -10,7 +10,7 @@ import torch
 
 from specgan import losses
 from specgan.gan import GanState, GanStep
-from specgan.models import Discriminator, Generator, n_params
+from specgan.models import Discriminator, Generator, _upsampler, n_params
 
 
 def test_full_width_shapes_and_parameter_counts(params):
@@ -26,6 +26,28 @@ def test_full_width_shapes_and_parameter_counts(params):
         x = G(z)
         assert x.shape == (2, 1, 128, 128) and x.abs().max() <= 1
         assert D(x).shape == (2,)
+
+
+def test_nn_upsampling_is_a_resize_then_a_convolution_with_the_same_weights(params):
+    """model.upsample nn (the paper's code): each G layer is a nearest-neighbour 2x resize and a stride-1
+    5x5 convolution, as many parameters as the transposed convolutions; a constant input gives a constant
+    output away from the borders (a transposed stride-2 convolution gives a 2x2 checkerboard)."""
+    from torch import nn
+
+    cfg = replace(params.model, model_dim=4)
+    zeros, resize = Generator(cfg), Generator(replace(cfg, upsample="nn"))
+    assert n_params(zeros) == n_params(resize)
+    assert all(isinstance(up[0], nn.Upsample) and isinstance(up[1], nn.Conv2d) for up in resize.ups)
+    with torch.no_grad():
+        x = resize(torch.rand(3, 100) * 2 - 1)
+        assert x.shape == (3, 1, 128, 128) and x.abs().max() <= 1
+        for mode, flat in (("nn", True), ("zeros", False)):
+            layer = _upsampler(1, 1, 5, mode)
+            for m in layer.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.init.ones_(m.weight)
+            inner = layer(torch.ones(1, 1, 16, 16))[0, 0, 4:-4, 4:-4]
+            assert bool((inner == inner[0, 0]).all()) == flat, mode
 
 
 def test_glorot_uniform_init_and_zero_bias(params):
