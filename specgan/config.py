@@ -88,7 +88,6 @@ class ModelConfig:
     spectral_norm: bool = _f()  # stabilizer, not in SPEC.md: spectral normalization of D (Miyato et al. 2018)
     minibatch_std: int = _f(0, 64)  # stabilizer, not in SPEC.md: D sees the std over groups of this size; 0 = off
     upsample: Literal["zeros", "nn"] = _f()  # G's upsampling: transposed conv (SPEC.md) | nearest + conv (paper's code)
-    coord_channels: bool = _f()  # stabilizer, not in SPEC.md: G's layers see each cell's coordinates (CoordConv)
     conditional: bool = _f()  # not in SPEC.md: class-conditional G (one-hot) and projection D, labels by data.labels
 
 

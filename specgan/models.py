@@ -29,9 +29,7 @@ class Generator(nn.Module):
         self.n_classes = n_classes
         self.fc = nn.Linear(cfg.latent_dim + n_classes, BASE * BASE * self.top)
         chans = [16 * d, 8 * d, 4 * d, 2 * d, d, 1]
-        self.coords = 2 if cfg.coord_channels else 0
-        self.ups = nn.ModuleList(_upsampler(chans[i] + self.coords, chans[i + 1], k, cfg.upsample)
-                                 for i in range(N_LAYERS))
+        self.ups = nn.ModuleList(_upsampler(chans[i], chans[i + 1], k, cfg.upsample) for i in range(N_LAYERS))
         init_glorot(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -39,20 +37,9 @@ class Generator(nn.Module):
             z = torch.cat([z, nn.functional.one_hot(y, self.n_classes).to(z.dtype)], dim=1)
         x = torch.relu(self.fc(z)).view(z.shape[0], self.top, BASE, BASE)
         for i, up in enumerate(self.ups):
-            x = up(torch.cat([x, coordinates(x)], dim=1) if self.coords else x)
+            x = up(x)
             x = torch.tanh(x) if i == N_LAYERS - 1 else torch.relu(x)
         return x
-
-
-def coordinates(x: torch.Tensor) -> torch.Tensor:
-    """CoordConv's extra input (Liu et al. 2018, "An intriguing failing of convolutional neural networks and
-    the CoordConv solution"): [B, 2, H, W], each cell's row (time) and column (frequency) scaled to [-1, 1].
-    Zero-padded convolutions know where the image's edge is only through the padding, and a drum's onset
-    sits on the first time row."""
-    b, _, h, w = x.shape
-    rows = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
-    cols = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
-    return torch.cat([rows, cols], dim=1)
 
 
 def _upsampler(c_in: int, c_out: int, k: int, mode: str) -> nn.Module:

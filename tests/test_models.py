@@ -50,24 +50,6 @@ def test_nn_upsampling_is_a_resize_then_a_convolution_with_the_same_weights(para
             assert bool((inner == inner[0, 0]).all()) == flat, mode
 
 
-def test_coord_channels_let_every_g_layer_see_where_a_cell_is(params):
-    """model.coord_channels (CoordConv): each G layer's input gains a time and a frequency coordinate
-    channel in [-1, 1] (two 5x5 kernels more per output channel of every layer)."""
-    from specgan.models import coordinates
-
-    cfg = replace(params.model, model_dim=4)
-    plain, coord = Generator(cfg), Generator(replace(cfg, coord_channels=True))
-    chans = [64, 32, 16, 8, 4, 1]
-    assert n_params(coord) - n_params(plain) == sum(2 * chans[i + 1] * 25 for i in range(5))
-    grid = coordinates(torch.zeros(2, 3, 4, 8))
-    assert grid.shape == (2, 2, 4, 8)
-    assert grid[0, 0, :, 0].tolist() == pytest.approx([-1, -1 / 3, 1 / 3, 1])  # time, down the rows
-    assert grid[0, 1, 0, :].tolist() == pytest.approx(torch.linspace(-1, 1, 8).tolist())  # frequency
-    with torch.no_grad():
-        x = coord(torch.rand(3, 100) * 2 - 1)
-    assert x.shape == (3, 1, 128, 128) and x.abs().max() <= 1
-
-
 def test_glorot_uniform_init_and_zero_bias(params):
     G = Generator(replace(params.model, model_dim=8))
     conv = G.ups[1]
