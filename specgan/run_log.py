@@ -70,6 +70,7 @@ class RunLog:
         self.unsent_grids: list[Path] = []
         self.abandoned_run_id = abandoned_run_id  # a killed run of checkpoints a fresh start replaced
         self._next_try = 0.0
+        self._unconfirmed = False  # the last metrics send failed: the server may hold part of what it sent
 
     def start(self, tags: dict[str, str], extra_params: dict[str, Any]) -> None:
         """Open the MLflow run (a resumed training continues its own run) and log every param."""
@@ -130,12 +131,28 @@ class RunLog:
     def _flush_metrics(self) -> None:
         from mlflow.entities import Metric
 
+        client = self.mlflow.MlflowClient()
         ms = int(time.time() * 1000)
         batch = [Metric(k, float(v), ms, step) for metrics, step in self.pending for k, v in metrics.items()]
-        client = self.mlflow.MlflowClient()
-        for i in range(0, len(batch), 1000):  # the server's limit per batch
-            client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+        if self._unconfirmed:
+            batch = self._not_on_server(client, batch)
+        try:
+            for i in range(0, len(batch), 1000):  # the server's limit per batch
+                client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+        except Exception:
+            self._unconfirmed = True
+            raise
+        self._unconfirmed = False
         self.pending.clear()
+
+    def _not_on_server(self, client: Any, batch: list) -> list:
+        """After a failed send the server may hold part of it (a server killed after storing a batch, before its
+        reply): keep only the metrics past each key's last step there, so a step is never logged twice."""
+        last = {}
+        for key in {m.key for m in batch}:
+            history = client.get_metric_history(self.run_id, key)
+            last[key] = max((m.step for m in history), default=-1)
+        return [m for m in batch if m.step > last[m.key]]
 
     def _send(self, call: Callable[[], None], iteration: int, force: bool = False) -> bool:
         """Run a tracking call; while the server is away, only every ``OUTAGE_RETRY_S`` (or when ``force``).

@@ -234,6 +234,31 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
             os.killpg(second.pid, signal.SIGKILL)
 
 
+def test_metrics_resent_after_a_failed_send_skip_the_steps_the_server_already_holds(params, tmp_path):
+    """A server killed after storing a batch but before replying (the outage test's race): the next send
+    holds that step again, and it must not reach the run's history twice."""
+    from mlflow.entities import Metric
+
+    from specgan.run_log import RunLog
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        client = mlflow.MlflowClient()
+        run_id = client.create_run(client.create_experiment("resend")).info.run_id
+        rl = RunLog(params, None, tmp_path, None, True, [], run_id)
+        rl.mlflow = mlflow
+        client.log_batch(run_id, metrics=[Metric("loss/d", 1.0, 0, 5), Metric("loss/g", 2.0, 0, 5)])
+        rl.pending = [({"loss/d": 1.0, "loss/g": 2.0}, 5), ({"loss/d": 1.5, "loss/g": 2.5}, 10)]
+        rl._unconfirmed = True  # what a send that raised leaves
+        rl._flush_metrics()
+        assert [m.step for m in client.get_metric_history(run_id, "loss/d")] == [5, 10]
+        assert [m.step for m in client.get_metric_history(run_id, "loss/g")] == [5, 10]
+        assert not rl.pending and not rl._unconfirmed
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
 def test_a_failed_checkpoint_write_is_one_line_and_the_run_is_failed(prepared, tmp_path):
     """A write that fails (here a file size limit; a full disk fails the same way) is one line naming the file
     and the free space, not torch's RuntimeError; no partial file is left and the MLflow run ends FAILED."""
