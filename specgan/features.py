@@ -29,13 +29,13 @@ from specgan.atomic import atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.audio import list_audio, printable_name, read_labels, unusable_reason
 from specgan.config import FeaturesConfig
 from specgan.errors import FeaturesError
+from specgan.hashing import stream_sha256
 from specgan.running_stats import RunningStats
 from specgan.shards import shard_stems
 from specgan.spectral import LogSpectrogram, RejectedClip, decode_clip
 
 CHUNK_CLIPS = 64
 WHOLE_READ_BYTES = 16 << 20  # larger clip files are hashed in pieces and decoded from disk (bounded memory)
-HASH_PIECE_BYTES = 1 << 20
 MANIFEST_FIELDS = ["index", "path", "sha256", "sample_rate", "channels", "duration_s", "label"]
 SUMMARY = "summary.json"
 
@@ -134,8 +134,8 @@ def _work_buffers(cfg: FeaturesConfig, thread: int) -> tuple[LogSpectrogram, np.
 def read_clip_file(path: str) -> tuple[bytes | None, str]:
     """A clip file's bytes and sha256, with one open and no race between check and read: O_NONBLOCK (a FIFO
     never blocks), then fstat (anything but a regular file is a reject). A file over ``WHOLE_READ_BYTES`` is
-    hashed in pieces and its bytes are not returned (None): the decoder then reads only the frames it needs,
-    so one huge file costs no more memory than a small one."""
+    hashed in pieces (``hashing.stream_sha256``) and its bytes are not returned (None): the decoder then
+    reads only the frames it needs, so one huge file costs no more memory than a small one."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb", buffering=0) as fh:
         info = os.fstat(fd)
@@ -144,10 +144,7 @@ def read_clip_file(path: str) -> tuple[bytes | None, str]:
         if info.st_size <= WHOLE_READ_BYTES:
             data = fh.readall()
             return data, hashlib.sha256(data).hexdigest()
-        digest = hashlib.sha256()
-        while piece := fh.read(HASH_PIECE_BYTES):
-            digest.update(piece)
-        return None, digest.hexdigest()
+        return None, stream_sha256(fh)
 
 
 def _write_npy_header(fh: io.BufferedWriter, shape: tuple[int, ...]) -> int:

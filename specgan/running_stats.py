@@ -23,16 +23,13 @@ class RunningStats:
         if self.m2 is None:
             self.m2 = np.zeros(self.n_bins)
 
-    def update(self, feats: np.ndarray) -> None:
-        """Add a block [clips, bins, frames]: every frame of every clip counts."""
-        self.merge(RunningStats.of(feats))
-
     @classmethod
     def of(cls, feats: np.ndarray) -> RunningStats:
-        """The statistics of one block [clips, bins, frames]. Its sums and sums of squares accumulate in float64
-        without a float64 copy of the block; for log magnitudes (|mean| and std of a few units) its
-        M2 = sum(x^2) - sum(x) * mean loses about one bit of float64's 52. A non-finite value anywhere in the
-        block makes its mean non-finite (float32 values cannot overflow a float64 sum)."""
+        """The statistics of one block [clips, bins, frames]: every frame of every clip counts. Its sums and
+        sums of squares accumulate in float64 without a float64 copy of the block; for log magnitudes (|mean|
+        and std of a few units) its M2 = sum(x^2) - sum(x) * mean loses about one bit of float64's 52. A
+        non-finite value anywhere in the block makes its mean non-finite (float32 values cannot overflow a
+        float64 sum)."""
         block = np.asarray(feats)
         n = block.shape[0] * block.shape[2]
         total = np.einsum("ijk->j", block, dtype=np.float64)
