@@ -17,7 +17,6 @@ from mlflow.exceptions import MlflowException
 from specgan.atomic import write_json
 from specgan.config import Params, RegistryConfig
 from specgan.errors import SpecganError
-from specgan.generator_file import read_generator
 from specgan.hashing import file_sha256
 from specgan.metric_values import numeric_metrics
 from specgan.tracking import check_tracking, git_commit
@@ -82,6 +81,8 @@ def register(generator_path: str | Path, params: Params, eval_metrics_path: str 
     if not eval_metrics_path:
         raise RegisterError("register needs --metrics: the evaluate step's metrics for this generator file")
     eval_metrics = load_evaluation(eval_metrics_path, generator_path, cfg.gate_metric)
+    from specgan.generator_file import read_generator  # torch: register needs it, promote does not
+
     client = _client()
     payload = read_generator(generator_path)
     prov = dict(payload.get("provenance", {}))

@@ -1,5 +1,5 @@
-"""The whole pipeline with the real DVC: repro, a param change reruns only what depends on it,
-two `dvc exp run -S` experiments land in MLflow, and `specgan promote` keeps the better one."""
+"""The whole pipeline with the real DVC: repro, a param change reruns only what depends on it, a
+`dvc exp run -S` experiment lands in MLflow beside the baseline, and `specgan promote` keeps the better one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from specgan.demo import apply_overrides
-from tests.services import copy_project, run_cli, run_dvc
+from tests.services import ROOT, copy_project, run_cli, run_dvc
 from tests.tiny import NO_RULES, TINY, sets
 
 pytestmark = pytest.mark.slow
@@ -44,12 +44,14 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(git + ["commit", "-qm", "first run"], cwd=repo, check=True)  # experiments start from a commit
 
-    versions = []
-    for seed in (11, 12):
-        exp = run_dvc("exp", "run", "-S", f"train.seed={seed}", cwd=repo)
-        assert ran(exp.stdout) == ["train", "render", "evaluate", "register"]  # data stages: from the cache
-        versions.append(json.loads((repo / "metrics" / "register.json").read_text())["version"])
-        run_cli("promote", cwd=repo, check=False)  # the first becomes champion; the second only if better
+    # The baseline's version, then an experiment's: the first becomes champion, the second only if better.
+    versions = [json.loads((repo / "metrics" / "register.json").read_text())["version"]]
+    run_cli("promote", cwd=repo, check=False)
+    exp = run_dvc("exp", "run", "-S", "train.seed=11", cwd=repo)
+    assert ran(exp.stdout) == ["train", "render", "evaluate", "register"]  # data stages: from the cache
+    versions.append(json.loads((repo / "metrics" / "register.json").read_text())["version"])
+    assert versions[1] != versions[0]
+    run_cli("promote", cwd=repo, check=False)
     shown = run_dvc("exp", "show", "--json", cwd=repo).stdout
     assert "frechet_distance" in shown
 
@@ -58,15 +60,16 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
     every = client.search_runs([exp.experiment_id])
     runs = {r.data.params["train.seed"]: r for r in every if "train.seed" in r.data.params}
     evals = {r.data.tags["specgan.training_run_id"]: r for r in every if r.data.tags.get("specgan.step") == "evaluate"}
-    assert {"11", "12"} <= set(runs)
-    for seed in ("11", "12"):  # the evaluation is its own run, linked to its training run
+    base_seed = str(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["seed"])
+    assert {base_seed, "11"} <= set(runs)
+    for seed in (base_seed, "11"):  # the evaluation is its own run, linked to its training run
         assert "loss/d" in runs[seed].data.metrics and "quality/frechet_distance" not in runs[seed].data.metrics
         assert "quality/frechet_distance" in evals[runs[seed].info.run_id].data.metrics
     fd = {v: float(client.get_model_version("drums-e2e", v).tags["metric.frechet_distance"]) for v in versions}
     champion = client.get_model_version_by_alias("drums-e2e", "champion").version
     assert champion == min(fd, key=fd.get)
     # dvc exp run works in the workspace: it holds the last experiment, as DVC documents.
-    assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"] == 12
+    assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"] == 11
 
 
 def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
