@@ -117,6 +117,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = _f()
     compile: bool = _f()
     bf16: bool = _f()
+    envelope_weight: float = _f(0)  # not in SPEC.md: G's time-envelope matching term (specgan.envelope); 0 = off
+    envelope_floor_db: float = _f(-200, 0)  # the envelope's floor, in dB under each clip's loudest frame
     dcgan: OptimConfig = _f()
     wgan_gp: OptimConfig = _f()
 

@@ -68,8 +68,10 @@ class GanStep:
     def __init__(self, state: GanState, train: TrainConfig, latent_dim: int,
                  g_net: nn.Module | None = None, d_net: nn.Module | None = None,
                  d_frozen: nn.Module | None = None, autocast: bool = False,
-                 grad_sync: Callable[[nn.Module], None] | None = None) -> None:
+                 grad_sync: Callable[[nn.Module], None] | None = None,
+                 g_extra: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.s, self.cfg, self.latent = state, train, latent_dim
+        self.g_extra = g_extra  # an extra G loss on the generated batch (specgan.envelope.EnvelopeMatching)
         self.grad_sync = grad_sync or (lambda module: None)
         # `is None`, not `or`: a torch.compile-wrapped module has no truth value.
         self.g_net = state.G if g_net is None else g_net
@@ -125,8 +127,11 @@ class GanStep:
         self.d_frozen.requires_grad_(False)
         try:
             with self.autocast():
-                scores = self.d_frozen(*self._cond(self.g_net(*self._cond(self.z(n, gen, device), y)), y)).float()
+                fake = self.g_net(*self._cond(self.z(n, gen, device), y))
+                scores = self.d_frozen(*self._cond(fake, y)).float()
                 loss = losses.wgan_g_loss(scores) if self.wgan else losses.dcgan_g_loss(scores)
+                if self.g_extra is not None:
+                    loss = loss + self.g_extra(fake)
             self.s.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.grad_sync(self.s.G)
@@ -150,7 +155,8 @@ class GanStep:
 
 def fast_step(state: GanState, train: TrainConfig, latent_dim: int,
               wrap: Callable[[nn.Module], nn.Module] | None = None,
-              grad_sync: Callable[[nn.Module], None] | None = None) -> GanStep:
+              grad_sync: Callable[[nn.Module], None] | None = None,
+              g_extra: Callable[[torch.Tensor], torch.Tensor] | None = None) -> GanStep:
     """The project's fastest step for the state's device. On CUDA: TF32, cuDNN autotuning, channels-last
     networks, bf16 autocast (``train.bf16``) and torch.compile (``train.compile``). ``wrap`` (DDP)
     wraps G and D first; ``grad_sync`` averages gradients across ranks instead (for WGAN-GP, whose
@@ -168,7 +174,7 @@ def fast_step(state: GanState, train: TrainConfig, latent_dim: int,
     if train.compile and cuda:
         g_net, d_net, d_frozen = torch.compile(g_net), torch.compile(d_net), torch.compile(state.D)
     return GanStep(state, train, latent_dim, g_net, d_net, d_frozen, autocast=cuda and train.bf16,
-                   grad_sync=grad_sync)
+                   grad_sync=grad_sync, g_extra=g_extra)
 
 
 def grad_norm(module: nn.Module) -> float:

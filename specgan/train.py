@@ -22,6 +22,7 @@ from specgan.checkpoints import resume_point, save_checkpoint
 from specgan.config import Params
 from specgan.data import normalize
 from specgan.distributed import Dist, allreduce_gradients, barrier, check_ranks_agree, pick_device
+from specgan.envelope import EnvelopeMatching, TimeEnvelope
 from specgan.errors import TrainError
 from specgan.gan import GanState, GanStep, fast_step
 from specgan.generator_file import write_generator
@@ -181,7 +182,14 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             wrap = partial(DDP, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap, grad_sync)
+        return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap, grad_sync, self._envelope_term())
+
+    def _envelope_term(self) -> EnvelopeMatching | None:
+        """``train.envelope_weight``'s G loss term, its target the whole training tensor's mean envelope."""
+        if not self.cfg.envelope_weight:
+            return None
+        env = TimeEnvelope(self.stats, self.p.normalize, self.cfg.envelope_floor_db, self.device)
+        return EnvelopeMatching(env, env.mean_of(self.data), self.cfg.envelope_weight)
 
     def _check_finite(self, bad: torch.Tensor) -> None:
         if bool(bad):

@@ -1,0 +1,54 @@
+"""The time envelope of normalized spectrograms, and a generator loss term that matches its batch mean.
+
+A real drum hit is loudest in its first frame and holds within 3 dB for about five frames; the demo's
+generators start 6 dB low and spike for one frame (BENCHMARKS.md, "The gap is the onset"). In the
+normalized domain that spike is about 0.02 units a bin, which the discriminator barely sees; in linear
+energy it is 3 dB. ``train.envelope_weight`` adds feature matching (Salimans et al. 2016, "Improved
+Techniques for Training GANs") on this one feature: the squared gap between the batch mean of the generated
+clips' envelopes and the training set's mean envelope, in tens of dB, summed over frames."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from specgan.config import NormalizeConfig
+from specgan.stats import NormStats
+
+DB_PER_NEPER_POWER = 10 / math.log(10)  # 10 log10(e^p) = p x this
+
+
+class TimeEnvelope:
+    """[B, 1, T, F] normalized spectrograms -> [B, T]: each frame's energy (summed over bins, linear power)
+    in dB relative to the clip's loudest frame, floored at ``floor_db``."""
+
+    def __init__(self, stats: NormStats, normalize: NormalizeConfig, floor_db: float,
+                 device: torch.device | str = "cpu") -> None:
+        # The first 128 bins (the network's frequency axis; the Nyquist bin is not modelled).
+        n = stats.mean.shape[0] - 1
+        self.mean = torch.as_tensor(stats.mean[:n], dtype=torch.float32, device=device)
+        self.std = torch.as_tensor(stats.std[:n], dtype=torch.float32, device=device) * normalize.scale
+        self.floor_db = floor_db
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        log_mag = x[:, 0].float() * self.std + self.mean  # undo the normalization (clipping stays)
+        frame_db = torch.logsumexp(2 * log_mag, dim=2) * DB_PER_NEPER_POWER
+        return (frame_db - frame_db.amax(dim=1, keepdim=True)).clamp_min(self.floor_db)
+
+    @torch.no_grad()
+    def mean_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """The mean envelope [T] of a whole normalized training tensor."""
+        return torch.cat([self(data[i:i + chunk]) for i in range(0, data.shape[0], chunk)]).mean(0)
+
+
+class EnvelopeMatching:
+    """``weight x sum_t ((mean_b env(fake)[b, t] - target[t]) / 10 dB)^2``: 0 for a generator whose batch
+    envelope is the data's."""
+
+    def __init__(self, envelope: TimeEnvelope, target: torch.Tensor, weight: float) -> None:
+        self.envelope, self.target, self.weight = envelope, target, weight
+
+    def __call__(self, fake: torch.Tensor) -> torch.Tensor:
+        gap = (self.envelope(fake).mean(0) - self.target) / 10
+        return self.weight * gap.square().sum()

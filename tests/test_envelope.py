@@ -1,0 +1,67 @@
+"""``train.envelope_weight``: G's time-envelope term (specgan.envelope), from the features to `specgan train`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from specgan.config import ModelConfig
+from specgan.data import normalize
+from specgan.envelope import EnvelopeMatching, TimeEnvelope
+from specgan.models import Generator
+from specgan.shards import load_features
+from specgan.stats import NormStats
+from tests.services import run_cli
+from tests.tiny import train_args
+
+
+def _data(prepared, params) -> tuple[np.ndarray, NormStats, torch.Tensor]:
+    feats, stats_path = prepared
+    raw = load_features(feats)
+    stats = NormStats.load(stats_path)
+    return raw, stats, normalize(raw, stats, params.normalize)
+
+
+def test_the_envelope_is_each_frames_energy_in_db_under_the_loudest(prepared, params):
+    raw, stats, x = _data(prepared, params)
+    env = TimeEnvelope(stats, params.normalize, -60.0)(x).numpy()
+    # Independently, from the log-magnitude features (freq x time, Nyquist bin dropped), in float64.
+    power = np.exp(2 * raw[:, :-1, :].astype(np.float64)).sum(axis=1)
+    expect = np.maximum(10 * np.log10(power / power.max(axis=1, keepdims=True)), -60.0)
+    unclipped = (x.abs() < params.normalize.clip).flatten(1).all(1).numpy()  # clipping changes the energy
+    assert unclipped.mean() > 0.5
+    np.testing.assert_allclose(env[unclipped], expect[unclipped], atol=0.05)
+    assert (env[:, 0] > -3).mean() > 0.9  # drum hits: loudest at or near their first frame
+
+
+def test_the_term_is_zero_on_the_data_and_pulls_a_generator_toward_its_envelope(prepared, params):
+    _, stats, x = _data(prepared, params)
+    env = TimeEnvelope(stats, params.normalize, -60.0)
+    term = EnvelopeMatching(env, env.mean_of(x, chunk=7), weight=1.0)  # chunked: the same mean
+    assert float(term(x)) < 1e-8
+    torch.manual_seed(0)
+    G = Generator(ModelConfig(**{**params.model.__dict__, "model_dim": 4}))
+    opt = torch.optim.Adam(G.parameters(), lr=2e-3)
+    z = torch.rand(16, params.model.latent_dim) * 2 - 1
+    with torch.no_grad():
+        first = float(term(G(z)))
+    for _ in range(40):
+        opt.zero_grad()
+        term(G(z)).backward()
+        opt.step()
+    with torch.no_grad():
+        assert first > 1 and float(term(G(z))) < 0.5 * first
+
+
+def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_path):
+    env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
+    weights = []
+    for w in ("0.0", "1.0"):
+        out = tmp_path / f"w{w}"
+        run_cli(*train_args(prepared, out, 1, "--set", f"train.envelope_weight={w}"), env=env)
+        weights.append(torch.load(out / "generator.pt", weights_only=True)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    bad = run_cli(*train_args(prepared, tmp_path / "bad", 1, "--set", "train.envelope_weight=-1"), env=env,
+                  check=False)
+    assert bad.returncode != 0 and "envelope_weight" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
