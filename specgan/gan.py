@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from specgan import losses
 from specgan.config import ModelConfig, TrainConfig
@@ -24,27 +25,39 @@ class GanState:
     opt_d: torch.optim.Adam
     epoch: int = 0  # completed epochs
     iteration: int = 0  # completed iterations (one G update each)
+    G_ema: AveragedModel | None = None  # ``train.g_ema``: the moving average of G's weights, updated each G step
+
+    @property
+    def G_out(self) -> Generator:
+        """The generator that is exported and drawn: the weights' moving average when there is one, else G."""
+        return self.G if self.G_ema is None else self.G_ema.module
 
     @classmethod
     def create(cls, model: ModelConfig, train: TrainConfig, device: torch.device, n_classes: int = 0) -> GanState:
         torch.manual_seed(train.seed)  # the same initial weights on every rank and every run
         G, D = Generator(model, n_classes).to(device), Discriminator(model, n_classes).to(device)
         o = train.optim
+        ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(train.g_ema)) if train.g_ema else None
         # Fused Adam on CUDA (one kernel per optimizer step); the CPU keeps the default implementation.
         kw = {"betas": (o.beta1, o.beta2), "eps": o.eps, "fused": True if device.type == "cuda" else None}
         return cls(G, D, torch.optim.Adam(G.parameters(), lr=o.lr, **kw),
-                   torch.optim.Adam(D.parameters(), lr=o.lr * o.d_lr_scale, **kw))
+                   torch.optim.Adam(D.parameters(), lr=o.lr * o.d_lr_scale, **kw), G_ema=ema)
 
     def state_dict(self) -> dict:
-        return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "epoch": self.epoch, "iteration": self.iteration}
+        sd = {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+              "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+              "epoch": self.epoch, "iteration": self.iteration}
+        if self.G_ema is not None:
+            sd["generator_ema"] = self.G_ema.state_dict()
+        return sd
 
     def load_state_dict(self, sd: dict) -> None:
         self.G.load_state_dict(sd["generator"])
         self.D.load_state_dict(sd["discriminator"])
         self.opt_g.load_state_dict(sd["opt_g"])
         self.opt_d.load_state_dict(sd["opt_d"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(sd["generator_ema"])
         self.epoch, self.iteration = int(sd["epoch"]), int(sd["iteration"])
 
 
@@ -136,6 +149,8 @@ class GanStep:
             loss.backward()
             self.grad_sync(self.s.G)
             self.s.opt_g.step()
+            if self.s.G_ema is not None:
+                self.s.G_ema.update_parameters(self.s.G)
         finally:
             self.d_frozen.requires_grad_(True)
         return loss.detach()

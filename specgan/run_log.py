@@ -197,10 +197,11 @@ class RunLog:
         gen = torch.Generator(device=device).manual_seed(self.p.render.seed)
         z = torch.rand(GRID_SAMPLES, self.p.model.latent_dim, generator=gen, device=device) * 2 - 1
         y = torch.arange(GRID_SAMPLES, device=device) % len(classes) if classes else None
-        state.G.eval()
+        G = state.G_out
+        G.eval()
         with torch.no_grad():
-            db = to_db(state.G(z) if y is None else state.G(z, y), self.stats, self.p.normalize)
-        state.G.train()
+            db = to_db(G(z) if y is None else G(z, y), self.stats, self.p.normalize)
+        G.train()
         f = self.p.features
         names = [f"z #{i}" + (f" {classes[i % len(classes)]}" if classes else "") for i in range(GRID_SAMPLES)]
         dest = spectrogram_grid(db, self.out_dir / "grids" / f"epoch_{state.epoch:06d}.png",

@@ -61,7 +61,7 @@ def export_generator(state: GanState, params: Params, stats: NormStats, dest: Pa
                      classes: tuple[str, ...] = ()) -> Path:
     """The generator with what defines it: weights, stats, model and feature configs, the class names of a
     conditional model (see generator_file)."""
-    return write_generator(dest, state.G.state_dict(), params.model, params.features, params.normalize,
+    return write_generator(dest, state.G_out.state_dict(), params.model, params.features, params.normalize,
                            stats.to_dict(), provenance, classes)
 
 
