@@ -119,7 +119,7 @@ class TrainConfig:
     bf16: bool = _f()
     envelope_weight: float = _f(0)  # not in SPEC.md: G's time-envelope matching term (specgan.envelope); 0 = off
     envelope_floor_db: float = _f(-200, 0)  # the envelope's floor, in dB under each clip's loudest frame
-    g_ema: float = _f(0, 0.9999)  # not in SPEC.md: the exported G is an exponential moving average of G's weights; 0 = off
+    g_ema: float = _f(0, 0.9999)  # not in SPEC.md: export a moving average of G's weights, this decay; 0 = off
     dcgan: OptimConfig = _f()
     wgan_gp: OptimConfig = _f()
 
