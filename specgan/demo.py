@@ -40,6 +40,7 @@ DEMO_OVERRIDES: dict[str, object] = {
     "train.dcgan.r1_every": 4,  # lazy R1 (Karras et al. 2020, StyleGAN2): 1.35x the iterations a second here
     "train.dcgan.lr": 6.0e-4,  # three times the seed's 2e-4 (BENCHMARKS.md: it learns the tonal classes sooner)
     "train.envelope_weight": 0.01,  # G matches the data's mean time envelope (BENCHMARKS.md, "Matching the envelope")
+    "train.g_ema": 0.998,  # export a moving average of G's weights: more classes at 5%+ (BENCHMARKS.md, "Averaging G")
     "train.epochs": 67,
     "train.batch_size": 8,
     "train.log_every_iters": 14,
