@@ -8,9 +8,10 @@ import subprocess
 
 import mlflow
 import pytest
+import torch
 import yaml
 
-from specgan.demo import apply_overrides
+from specgan.demo import DEMO_OVERRIDES, apply_overrides
 from tests.services import ROOT, copy_project, run_cli, run_dvc
 from tests.tiny import NO_RULES, TINY, sets
 
@@ -82,6 +83,10 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
     assert (work / "outputs" / "render" / "index.html").exists()
+    # the demo trains with its own stabilizers: the exported generator is G's weights' moving average
+    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["g_ema"] == DEMO_OVERRIDES["train.g_ema"] > 0
+    newest = sorted((work / "outputs" / "train" / "checkpoints").glob("ckpt-*.pt"))[-1]
+    assert "generator_ema" in torch.load(newest, map_location="cpu", weights_only=False)["state"]
     client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
     assert str(client.get_model_version_by_alias("drums-demo", "champion").version) == "1"
     again = run_cli("demo", "--workdir", str(work), check=False)
