@@ -4,7 +4,7 @@ Each stage extends the same run (more epochs resume from the last checkpoint), t
 generator against held-out real clips; the table shows how the metrics move beside their real baselines.
 CPU:  python bench/quality_run.py --width 16 --epochs 10 30 60 120
 GPU:  python bench/quality_run.py --width 64 --epochs 100 300 1000 --per-class 60
-Demo: python bench/quality_run.py --demo --epochs 67 --set train.seed=1   (the demo's kit and settings,
+Demo: python bench/quality_run.py --demo --epochs 67 85 100 --set train.seed=1   (the demo's kit and settings,
       without DVC, render or register: two such runs with --threads 1 share 2 cores for comparisons)
 """
 
