@@ -19,12 +19,12 @@ from specgan.synthesis import DrumGenerator, sample_seeds
 
 HATS = ("closed_hat", "open_hat")
 BINS = [0, 0.15, 0.3, 0.45, 0.6, 2]  # seconds of 20 dB decay
-FRAMES = (5, 20, 60)  # RMS frames of 512 samples, hop 128
+FRAMES = (5, 20, 60)  # the evaluation's RMS frames (evaluate.mel_n_fft samples, hop evaluate.mel_hop)
 
 
-def frame_db(audio: np.ndarray) -> torch.Tensor:
-    """Each frame's power in dB under the clip's loudest frame."""
-    power = torch.as_tensor(audio).unfold(-1, 512, 128).square().mean(-1)
+def frame_db(audio: np.ndarray, desc: Descriptors) -> torch.Tensor:
+    """Each frame's power in dB under the clip's loudest frame, on the frames of ``Descriptors.vectors``."""
+    power = torch.as_tensor(audio).unfold(-1, desc.n_fft, desc.hop).square().mean(-1)
     return 10 * torch.log10(power / power.amax(-1, keepdim=True) + 1e-12)
 
 
@@ -34,7 +34,8 @@ def main() -> None:
     raw = os.environ.get("RAW", "data/raw")
     gen = DrumGenerator.load(os.environ.get("GEN", "outputs/train/generator.pt"))
     n = gen.features.clip_samples
-    audio = fit_length(gen.audio(gen.latents(sample_seeds(p.evaluate.seed, 256)), p.render, None).cpu().numpy(), n)
+    z = gen.latents(sample_seeds(p.evaluate.seed, p.evaluate.n_generated))
+    audio = fit_length(gen.audio(z, p.render, None).cpu().numpy(), n)
     train = load_real(raw, p.data.split, gen.features)
     held = load_real(raw, p.evaluate.real_split, gen.features)
     inverted = fit_length(gen.round_trip(held.audio, p.render).cpu().numpy(), n)
@@ -42,11 +43,12 @@ def main() -> None:
     clf = drum_classifier(desc.vectors(train.audio), train.labels)
     gen_vec, held_vec, inv_vec = desc.vectors(audio), desc.vectors(held.audio), desc.vectors(inverted)
     heard, labels = clf.predict(gen_vec), np.array(held.labels)
+    # the last column of Descriptors.vectors is the 20 dB decay time
     groups = [(f"real {h}", held_vec[labels == h], held.audio[labels == h]) for h in HATS]
     groups += [(f"Griffin-Lim {h}", inv_vec[labels == h], inverted[labels == h]) for h in HATS]
     groups += [(f"generated, heard {h}", gen_vec[heard == h], audio[heard == h]) for h in HATS]
     for name, vec, clips in groups:
-        db = frame_db(clips)
+        db = frame_db(clips, desc)
         levels = " ".join(f"{float(db[:, k].median()):6.1f}" for k in (*FRAMES, db.shape[1] - 10))
         print(f"{name:28s} n={len(vec):3d} decay {np.median(vec[:, -1]):.3f} s; dB at frames "
               f"{'/'.join(map(str, FRAMES))}/{db.shape[1] - 10}: {levels}")

@@ -28,8 +28,9 @@ from specgan.synth_kit import make_kit
 # stabilizers: D's minibatch-stddev feature (Karras et al. 2018) and an R1 penalty (Mescheder et al. 2018),
 # applied every 4th D step (lazy regularization). What decides quality at this size is the number of
 # iterations (BENCHMARKS.md, "iterations, not the kit"): batch 8 runs 1.7x the iterations a second of
-# batch 16 here, and three times the seed's learning rate learns faster, so 4,200 iterations fit in the 5 minutes
-# (BENCHMARKS.md, "Training longer": 4,200 against 2,814 lowered the Frechet distance in four seeds of four).
+# batch 16 here, and three times the seed's learning rate learns faster: 4,200 iterations take about 3.5-4
+# minutes in all on a fast hour, 5.5 on a slow one (BENCHMARKS.md, "Training longer": 4,200 against 2,814
+# lowered the Frechet distance in five seeds of five).
 # A time-envelope term in G's loss (specgan.envelope) brings the onset closer to real hits'.
 # `specgan demo --set model.minibatch_std=0 --set train.dcgan.r1_weight=0.0 --set train.dcgan.lr=2.0e-4
 # --set train.envelope_weight=0 --set train.g_ema=0` is the seed recipe at the demo's size.
