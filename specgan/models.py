@@ -102,7 +102,10 @@ def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     if b % g:
         raise ValueError(f"minibatch_std: batch {b} is not a multiple of the group size {g}")
     y = x.float().view(b // g, g, c, h, w)
-    std = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [b // g]
+    # The variance written out: torch.var over dim 1 and its backward took 2 ms here against 0.18 ms
+    # (a sixth of a demo iteration); the values agree to 1e-7.
+    dev = y - y.mean(dim=1, keepdim=True)
+    std = (dev.square().mean(dim=1) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [b // g]
     return std.repeat_interleave(g).view(b, 1, 1, 1).expand(b, 1, h, w).to(x.dtype)
 
 

@@ -23,6 +23,9 @@ def sample_seeds(base_seed: int, n: int) -> list[int]:
     return [base_seed + i for i in range(n)]
 
 
+CPU_CHUNK = 8  # clips per Griffin-Lim batch on the CPU: small tensors stay in the cache and the allocator
+
+
 @lru_cache(maxsize=8)
 def _griffin_lim(n_fft: int, win_length: int, hop_length: int, n_iter: int, momentum: float) -> torch.nn.Module:
     # Zero initial phase (rand_init=False), as MATLAB's stftmag2sig does: the result is deterministic.
@@ -41,8 +44,11 @@ def invert(mag: torch.Tensor, feat: FeaturesConfig, render: RenderConfig, n_iter
     padded = torch.nn.functional.pad(mag, (pad, pad))
     gl = _griffin_lim(feat.n_fft, feat.win_length, feat.hop_length, n_iter or render.griffin_lim_iters,
                       render.momentum).to(mag.device)
+    # On the CPU, CPU_CHUNK clips at a time: a 256-clip batch's ~90 MB tensors, fresh at every step, made
+    # it 5x slower (BENCHMARKS.md, "Griffin-Lim"); each clip's result is the same either way.
+    step = CPU_CHUNK if mag.device.type == "cpu" else max(1, padded.shape[0])
     with torch.inference_mode():
-        wave = gl(padded)
+        wave = torch.cat([gl(part) for part in padded.split(step)]) if padded.shape[0] else gl(padded)
     peak = wave.abs().amax(dim=-1, keepdim=True)
     wave = torch.where(peak > 0, wave / peak.clamp_min(1e-12), wave)  # a silent clip stays silent, never NaN
     if return_padded:

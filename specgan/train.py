@@ -108,7 +108,7 @@ class Trainer:
         if not np.isfinite(feats).all():
             raise TrainError(f"features in {features_dir} hold NaN or Inf")
         data = normalize(feats, self.stats, self.p.normalize, self.device)
-        return data.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else data
+        return data.contiguous(memory_format=torch.channels_last)  # as the networks are (gan.fast_step)
 
     def _load_labels(self, features_dir: Path) -> tuple[tuple[str, ...], torch.Tensor]:
         """A conditional model's class names (sorted) and each clip's class index, on the device."""
