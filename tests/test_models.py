@@ -10,7 +10,7 @@ import torch
 
 from specgan import losses
 from specgan.gan import GanState, GanStep
-from specgan.models import Discriminator, Generator, _upsampler, n_params
+from specgan.models import Discriminator, Generator, _upsampler, minibatch_std, n_params
 
 
 def test_full_width_shapes_and_parameter_counts(params):
@@ -125,6 +125,15 @@ def test_each_stabilizer_changes_the_discriminator_step(params):
     assert torch.allclose(d(torch.cat([x, y]))[:4], d(torch.cat([x, z]))[:4], atol=1e-6)
     # ...but do depend on the rest of their own group (the feature is a batch statistic).
     assert not torch.allclose(d(torch.cat([x[:2], y[:2]]))[:2], d(torch.cat([x[:2], z[:2]]))[:2], atol=1e-6)
+
+
+def test_minibatch_std_is_the_population_std_of_each_group():
+    x = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    feature = minibatch_std(x, 4)
+    expected = [(x[i:i + 4].var(dim=0, unbiased=False) + 1e-8).sqrt().mean() for i in (0, 4)]
+    assert feature.shape == (8, 1, 4, 4)
+    for i, value in enumerate(expected):
+        assert torch.allclose(feature[4 * i:4 * i + 4], value.expand(4, 1, 4, 4), atol=1e-6)
 
 
 def test_d_lr_scale_sets_the_discriminator_learning_rate(params):

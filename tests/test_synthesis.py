@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from specgan.synth_kit import synth_hit
-from specgan.synthesis import invert, spectral_convergence
+from specgan.synthesis import CPU_CHUNK, invert, spectral_convergence
 from specgan.synthesize import sequence
 from tests.services import run_cli
 from tests.tiny import train_args
@@ -40,6 +40,15 @@ def test_twenty_iterations_reach_the_bound_and_more_do_not_hurt(params):
     plain = spectral_convergence(padded, invert(mag, params.features, replace(params.render, momentum=0.0),
                                                 return_padded=True), params.features)
     assert sc[20].mean() < plain.mean()
+
+
+def test_a_batch_larger_than_the_cpu_chunk_inverts_each_clip_as_alone(params):
+    """On the CPU ``invert`` works CPU_CHUNK clips at a time; a clip's audio must not depend on that."""
+    mag = known_magnitudes(params).repeat(3, 1, 1)[:CPU_CHUNK + 3]  # a full chunk and a partial one
+    mag = mag * torch.linspace(0.5, 2.0, mag.shape[0])[:, None, None]
+    together = invert(mag, params.features, params.render)
+    alone = torch.cat([invert(m[None], params.features, params.render) for m in mag])
+    assert together.shape == alone.shape and torch.equal(together, alone)
 
 
 def test_output_length_peak_and_silence(params):
