@@ -2,7 +2,8 @@
 
 Both run fast Griffin-Lim (momentum 0.99, 20 iterations, zero initial phase) on the same padded
 129 x 328 magnitudes of procedural drum hits; the spectral convergence of both is reported.
-CPU:  python bench/bench_griffinlim.py --clips 256 --librosa-clips 16
+CPU:  python bench/bench_griffinlim.py --clips 256 --librosa-clips 16   (also the project's inversion in
+      one batch of all clips, as before its CPU chunks)
 GPU:  python bench/bench_griffinlim.py --device cuda --clips 4096   (librosa is skipped when absent)
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specgan import synthesis
 from specgan.config import load_params
 from specgan.synth_kit import CLASSES, synth_hit
 from specgan.synthesis import invert, spectral_convergence
@@ -60,6 +62,13 @@ def main() -> None:
               else f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
               "clips": args.clips, "project_clips_per_s": args.clips / ours_s,
               "project_sc": float(spectral_convergence(padded, wave, f).mean())}
+    if device.type == "cpu":  # the same inversion in one batch of every clip, as it ran before 2026-12-04
+        chunk, synthesis.CPU_CHUNK = synthesis.CPU_CHUNK, args.clips
+        t0 = time.perf_counter()
+        whole = invert(mag, f, r, return_padded=True)
+        synthesis.CPU_CHUNK = chunk
+        result.update(one_batch_clips_per_s=args.clips / (time.perf_counter() - t0),
+                      one_batch_same_audio=bool(torch.equal(whole, wave)))
     try:
         import librosa
     except ImportError:
