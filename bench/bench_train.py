@@ -113,8 +113,7 @@ def main() -> None:
     # The project's step with its fastest settings for the device.
     state = GanState.create(model, train, device)
     step = fast_step(state, train, model.latent_dim)
-    if cuda:
-        real = real.contiguous(memory_format=torch.channels_last)
+    real = real.contiguous(memory_format=torch.channels_last)  # as the trainer holds its data (train.py)
     gen = torch.Generator(device=device).manual_seed(0)
     proj_s = timed(lambda: step([real], gen), args.iters, device, warmup=5 if args.compile else 3)
 
