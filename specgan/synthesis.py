@@ -48,7 +48,7 @@ def invert(mag: torch.Tensor, feat: FeaturesConfig, render: RenderConfig, n_iter
     # it 5x slower (BENCHMARKS.md, "Griffin-Lim"); each clip's result is the same either way.
     step = CPU_CHUNK if mag.device.type == "cpu" else max(1, padded.shape[0])
     with torch.inference_mode():
-        wave = torch.cat([gl(part) for part in padded.split(step)]) if padded.shape[0] else gl(padded)
+        wave = torch.cat([gl(part) for part in padded.split(step)])
     peak = wave.abs().amax(dim=-1, keepdim=True)
     wave = torch.where(peak > 0, wave / peak.clamp_min(1e-12), wave)  # a silent clip stays silent, never NaN
     if return_padded:
