@@ -88,6 +88,12 @@ def frechet_text(m: dict) -> str:
             f"through Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g})")
 
 
+def timing_text(m: dict) -> str:
+    """How far the hits' peak and decay times are from real ones' (Wasserstein-1, seconds), beside real clips'."""
+    return (f"hit timing against held-out clips: peak {m['peak_time_w1']:.3f} s (real {m['peak_time_w1_real']:.3f}), "
+            f"20 dB decay {m['decay_time_w1']:.3f} s (real {m['decay_time_w1_real']:.3f})")
+
+
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
     from specgan.evaluate import run_evaluate
 
@@ -96,6 +102,7 @@ def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
     print(f"{frechet_text(m)}, ndb_k {m['ndb_k']:.3f} (real {m['ndb_k_real']:.3f}), nn_self {m['nn_self']:.4g} "
           f"(real {m['nn_self_real']:.4g}), nn_train {m['nn_train']:.4g} (real {m['nn_train_real']:.4g})"
           + (" [MODE COLLAPSE]" if m["collapse_flag"] else "") + (" [MEMORIZATION]" if m["memorization_flag"] else "")
+          + f"\n{timing_text(m)}"
           + (f"\nclass share: {', '.join(f'{c} {v:.0%}' for c, v in sorted(m['class_share'].items()))}"
              if m.get("class_share") else "")
           + (f"\nasked class heard: {m['conditional_accuracy']:.0%} (real clips "
@@ -227,7 +234,8 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
           f"  quality:  {frechet_text(m)}, "
           f"inception_score {m.get('inception_score', float('nan')):.3g} "
           f"(real {m.get('inception_score_real', float('nan')):.3g})"
-          + (f"\n            class share: {shares}" if shares else "") + "\n"
+          + (f"\n            class share: {shares}" if shares else "")
+          + (f"\n            {timing_text(m)}" if "peak_time_w1" in m else "") + "\n"
           f"  gate:     {'PASSES' if r['promoted'] else 'REFUSED'}: {r['verdict']}")
 
 
