@@ -46,16 +46,31 @@ class TimeEnvelope(nn.Module):
     @torch.no_grad()
     def mean_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """The mean envelope [T] of a whole normalized training tensor."""
-        return torch.cat([self(data[i:i + chunk]) for i in range(0, data.shape[0], chunk)]).mean(0)
+        return self.moments_of(data, chunk)[0]
+
+    @torch.no_grad()
+    def moments_of(self, data: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean envelope [T] of a whole normalized training tensor and its std over clips [T]."""
+        env = torch.cat([self(data[i:i + chunk]) for i in range(0, data.shape[0], chunk)])
+        return env.mean(0), env.std(0)
 
 
 class EnvelopeMatching:
-    """``weight x sum_t ((mean_b env(fake)[b, t] - target[t]) / 10 dB)^2``: 0 for a generator whose batch
-    envelope is the data's."""
+    """``weight x sum_t ((mean_b env(fake)[b, t] - target[t]) / 10 dB)^2``, plus with ``std_weight`` the same
+    gap between the batch's std over clips and the data's (``target_std``): 0 for a generator whose batch
+    envelopes are the data's. The std term asks for the data's spread of onsets and decays, which a mean alone
+    lets every clip meet with one average decay."""
 
-    def __init__(self, envelope: TimeEnvelope, target: torch.Tensor, weight: float) -> None:
+    def __init__(self, envelope: TimeEnvelope, target: torch.Tensor, weight: float,
+                 target_std: torch.Tensor | None = None, std_weight: float = 0.0) -> None:
+        if std_weight and target_std is None:
+            raise ValueError("an envelope std weight needs the data's envelope std")
         self.envelope, self.target, self.weight = envelope, target, weight
+        self.target_std, self.std_weight = target_std, std_weight
 
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
-        gap = (self.envelope(fake).mean(0) - self.target) / 10
-        return self.weight * gap.square().sum()
+        env = self.envelope(fake)
+        loss = self.weight * ((env.mean(0) - self.target) / 10).square().sum()
+        if self.std_weight:
+            loss = loss + self.std_weight * ((env.std(0) - self.target_std) / 10).square().sum()
+        return loss

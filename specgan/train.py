@@ -187,11 +187,13 @@ class Trainer:
         return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap, grad_sync, self._envelope_term())
 
     def _envelope_term(self) -> EnvelopeMatching | None:
-        """``train.envelope_weight``'s G loss term, its target the whole training tensor's mean envelope."""
-        if not self.cfg.envelope_weight:
+        """``train.envelope_weight``'s (and ``envelope_std_weight``'s) G loss term, its targets the whole
+        training tensor's mean envelope and its std over clips."""
+        if not (self.cfg.envelope_weight or self.cfg.envelope_std_weight):
             return None
         env = TimeEnvelope(self.stats, self.p.normalize, self.cfg.envelope_floor_db, self.device)
-        return EnvelopeMatching(env, env.mean_of(self.data), self.cfg.envelope_weight)
+        mean, std = env.moments_of(self.data)
+        return EnvelopeMatching(env, mean, self.cfg.envelope_weight, std, self.cfg.envelope_std_weight)
 
     def _check_finite(self, bad: torch.Tensor) -> None:
         if bool(bad):

@@ -55,15 +55,30 @@ def test_the_term_is_zero_on_the_data_and_pulls_a_generator_toward_its_envelope(
         assert first > 1 and float(term(G(z))) < 0.5 * first
 
 
+def test_the_std_term_is_zero_on_the_data_and_asks_for_the_datas_spread(prepared, params):
+    """``train.envelope_std_weight``: clips that all share the mean envelope meet the mean term, not the std one."""
+    _, stats, x = _data(prepared, params)
+    env = TimeEnvelope(stats, params.normalize, -60.0)
+    mean, std = env.moments_of(x, chunk=7)
+    assert torch.allclose(mean, env(x).mean(0)) and torch.allclose(std, env(x).std(0))
+    term = EnvelopeMatching(env, mean, 0.0, std, std_weight=1.0)
+    assert float(term(x)) < 1e-8 and float(std.mean()) > 3  # real hits differ by several dB a frame
+    alike = x[:1].expand(16, -1, -1, -1)  # one clip sixteen times: no spread at all
+    assert float(term(alike)) == pytest.approx(float(((std / 10) ** 2).sum()), rel=1e-4)
+    with pytest.raises(ValueError, match="std"):
+        EnvelopeMatching(env, mean, 0.0, None, std_weight=1.0)
+
+
 def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_path):
     env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
     weights = []
-    for w in ("0.0", "1.0"):
-        out = tmp_path / f"w{w}"
-        run_cli(*train_args(prepared, out, 1, "--set", f"train.envelope_weight={w}"), env=env)
+    for key, w in (("envelope_weight", "0.0"), ("envelope_weight", "1.0"), ("envelope_std_weight", "1.0")):
+        out = tmp_path / f"{key}{w}"
+        run_cli(*train_args(prepared, out, 1, "--set", f"train.{key}={w}"), env=env)
         weights.append(torch.load(out / "generator.pt", weights_only=True)["state_dict"])
-    assert weights[0].keys() == weights[1].keys()
-    assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert weights[0].keys() == weights[1].keys() == weights[2].keys()
+    for other in weights[1:]:
+        assert not all(torch.equal(weights[0][k], other[k]) for k in weights[0])
     bad = run_cli(*train_args(prepared, tmp_path / "bad", 1, "--set", "train.envelope_weight=-1"), env=env,
                   check=False)
     assert bad.returncode != 0 and "envelope_weight" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
