@@ -89,9 +89,10 @@ def frechet_text(m: dict) -> str:
 
 
 def timing_text(m: dict) -> str:
-    """How far the hits' peak and decay times are from real ones' (Wasserstein-1, seconds), beside real clips'."""
-    return (f"hit timing against held-out clips: peak {m['peak_time_w1']:.3f} s (real {m['peak_time_w1_real']:.3f}), "
-            f"20 dB decay {m['decay_time_w1']:.3f} s (real {m['decay_time_w1_real']:.3f})")
+    """How far the hits' attack and decay times are from real ones' (Wasserstein-1, seconds), beside real clips'."""
+    return (f"hit timing against held-out clips: attack {m['attack_time_w1']:.3f} s "
+            f"(real {m['attack_time_w1_real']:.3f}), 20 dB decay {m['decay_time_w1']:.3f} s "
+            f"(real {m['decay_time_w1_real']:.3f})")
 
 
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
@@ -235,7 +236,7 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
           f"inception_score {m.get('inception_score', float('nan')):.3g} "
           f"(real {m.get('inception_score_real', float('nan')):.3g})"
           + (f"\n            class share: {shares}" if shares else "")
-          + (f"\n            {timing_text(m)}" if "peak_time_w1" in m else "") + "\n"
+          + (f"\n            {timing_text(m)}" if "attack_time_w1" in m else "") + "\n"
           f"  gate:     {'PASSES' if r['promoted'] else 'REFUSED'}: {r['verdict']}")
 
 

@@ -51,8 +51,13 @@ class TimeEnvelope(nn.Module):
     @torch.no_grad()
     def moments_of(self, data: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean envelope [T] of a whole normalized training tensor and its std over clips [T]."""
-        env = torch.cat([self(data[i:i + chunk]) for i in range(0, data.shape[0], chunk)])
+        env = self.all_of(data, chunk)
         return env.mean(0), env.std(0)
+
+    @torch.no_grad()
+    def all_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Every clip's envelope [N, T] of a whole normalized training tensor."""
+        return torch.cat([self(data[i:i + chunk]) for i in range(0, data.shape[0], chunk)])
 
 
 class EnvelopeMatching:
@@ -62,15 +67,30 @@ class EnvelopeMatching:
     lets every clip meet with one average decay."""
 
     def __init__(self, envelope: TimeEnvelope, target: torch.Tensor, weight: float,
-                 target_std: torch.Tensor | None = None, std_weight: float = 0.0) -> None:
+                 target_std: torch.Tensor | None = None, std_weight: float = 0.0,
+                 bank: torch.Tensor | None = None, quantile_weight: float = 0.0) -> None:
         if std_weight and target_std is None:
             raise ValueError("an envelope std weight needs the data's envelope std")
+        if quantile_weight and bank is None:
+            raise ValueError("an envelope quantile weight needs the data's envelopes")
         self.envelope, self.target, self.weight = envelope, target, weight
         self.target_std, self.std_weight = target_std, std_weight
+        self.bank, self.quantile_weight = bank, quantile_weight
+        self._quantiles: dict[int, torch.Tensor] = {}
+
+    def quantiles(self, n: int) -> torch.Tensor:
+        """[n, T]: the data's envelope quantiles at (i + 0.5) / n, frame by frame (cached per batch size)."""
+        if n not in self._quantiles:
+            q = (torch.arange(n, dtype=torch.float32, device=self.bank.device) + 0.5) / n
+            self._quantiles[n] = torch.quantile(self.bank, q, dim=0)
+        return self._quantiles[n]
 
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
         env = self.envelope(fake)
         loss = self.weight * ((env.mean(0) - self.target) / 10).square().sum()
         if self.std_weight:
             loss = loss + self.std_weight * ((env.std(0) - self.target_std) / 10).square().sum()
+        if self.quantile_weight:
+            gap = (env.sort(dim=0).values - self.quantiles(env.shape[0])) / 10
+            loss = loss + self.quantile_weight * gap.square().mean(0).sum()
         return loss

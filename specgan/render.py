@@ -28,7 +28,7 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-GALLERY_METRICS = ("frechet_distance", "ndb_k", "nn_self", "nn_train", "inception_score", "peak_time_w1",
+GALLERY_METRICS = ("frechet_distance", "ndb_k", "nn_self", "nn_train", "inception_score", "attack_time_w1",
                    "decay_time_w1")
 
 

@@ -189,11 +189,13 @@ class Trainer:
     def _envelope_term(self) -> EnvelopeMatching | None:
         """``train.envelope_weight``'s (and ``envelope_std_weight``'s) G loss term, its targets the whole
         training tensor's mean envelope and its std over clips."""
-        if not (self.cfg.envelope_weight or self.cfg.envelope_std_weight):
+        c = self.cfg
+        if not (c.envelope_weight or c.envelope_std_weight or c.envelope_quantile_weight):
             return None
-        env = TimeEnvelope(self.stats, self.p.normalize, self.cfg.envelope_floor_db, self.device)
-        mean, std = env.moments_of(self.data)
-        return EnvelopeMatching(env, mean, self.cfg.envelope_weight, std, self.cfg.envelope_std_weight)
+        env = TimeEnvelope(self.stats, self.p.normalize, c.envelope_floor_db, self.device)
+        bank = env.all_of(self.data)
+        return EnvelopeMatching(env, bank.mean(0), c.envelope_weight, bank.std(0), c.envelope_std_weight,
+                                bank, c.envelope_quantile_weight)
 
     def _check_finite(self, bad: torch.Tensor) -> None:
         if bool(bad):

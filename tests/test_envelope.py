@@ -69,6 +69,23 @@ def test_the_std_term_is_zero_on_the_data_and_asks_for_the_datas_spread(prepared
         EnvelopeMatching(env, mean, 0.0, None, std_weight=1.0)
 
 
+def test_the_quantile_term_asks_for_each_frames_distribution(prepared, params):
+    """``train.envelope_quantile_weight``: a batch sorted frame by frame against the data's quantiles. Clips
+    spread like the data score far less than one clip repeated."""
+    _, stats, x = _data(prepared, params)
+    env = TimeEnvelope(stats, params.normalize, -60.0)
+    bank = env.all_of(x, chunk=7)
+    term = EnvelopeMatching(env, bank.mean(0), 0.0, bank=bank, quantile_weight=1.0)
+    q = term.quantiles(8)
+    assert torch.allclose(q, torch.quantile(bank, (torch.arange(8) + 0.5) / 8, dim=0))
+    gen = torch.Generator().manual_seed(0)
+    spread = [float(term(x[torch.randperm(len(x), generator=gen)[:8]])) for _ in range(5)]
+    alike = [float(term(x[i:i + 1].expand(8, -1, -1, -1))) for i in range(5)]
+    assert max(spread) < min(alike) / 2, (spread, alike)
+    with pytest.raises(ValueError, match="quantile"):
+        EnvelopeMatching(env, bank.mean(0), 0.0, quantile_weight=1.0)
+
+
 def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_path):
     env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
     weights = []
