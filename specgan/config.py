@@ -89,7 +89,6 @@ class ModelConfig:
     minibatch_std: int = _f(0, 64)  # stabilizer, not in SPEC.md: D sees the std over groups of this size; 0 = off
     upsample: Literal["zeros", "nn"] = _f()  # G's upsampling: transposed conv (SPEC.md) | nearest + conv (paper's code)
     conditional: bool = _f()  # not in SPEC.md: class-conditional G (one-hot) and projection D, labels by data.labels
-    d_envelope: bool = _f()  # not in SPEC.md: D also sees each clip's time envelope in dB (specgan.envelope)
 
 
 @dataclass(frozen=True)

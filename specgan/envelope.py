@@ -6,15 +6,14 @@ normalized domain that spike is about 0.02 units a bin, which the discriminator 
 energy it is 3 dB. ``train.envelope_weight`` adds feature matching (Salimans et al. 2016, "Improved
 Techniques for Training GANs") on this one feature: the squared gap between the batch mean of the generated
 clips' envelopes and the training set's mean envelope, in tens of dB, summed over frames. The term matches
-a batch mean, so it fixes the average onset, not the spread of decays; ``model.d_envelope`` instead gives the
-discriminator each clip's envelope (``specgan.models.Discriminator``)."""
+a batch mean, so it fixes the average onset, not the spread of decays: ``train.envelope_std_weight`` and
+``train.envelope_quantile_weight`` add the spread."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from torch import nn
 
 from specgan.config import NormalizeConfig
 from specgan.stats import NormStats
@@ -22,23 +21,19 @@ from specgan.stats import NormStats
 DB_PER_NEPER_POWER = 10 / math.log(10)  # 10 log10(e^p) = p x this
 
 
-class TimeEnvelope(nn.Module):
+class TimeEnvelope:
     """[B, 1, T, F] normalized spectrograms -> [B, T]: each frame's energy (summed over bins, linear power)
-    in dB relative to the clip's loudest frame, floored at ``floor_db``. Its statistics are buffers that are
-    not saved: whoever builds it rebuilds them from the stats file."""
+    in dB relative to the clip's loudest frame, floored at ``floor_db``."""
 
     def __init__(self, stats: NormStats, normalize: NormalizeConfig, floor_db: float,
                  device: torch.device | str = "cpu") -> None:
-        super().__init__()
         # The first 128 bins (the network's frequency axis; the Nyquist bin is not modelled).
         n = stats.mean.shape[0] - 1
-        self.register_buffer("mean", torch.as_tensor(stats.mean[:n], dtype=torch.float32, device=device),
-                             persistent=False)
-        self.register_buffer("std", torch.as_tensor(stats.std[:n], dtype=torch.float32, device=device)
-                             * normalize.scale, persistent=False)
+        self.mean = torch.as_tensor(stats.mean[:n], dtype=torch.float32, device=device)
+        self.std = torch.as_tensor(stats.std[:n], dtype=torch.float32, device=device) * normalize.scale
         self.floor_db = floor_db
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         log_mag = x[:, 0].float() * self.std + self.mean  # undo the normalization (clipping stays)
         frame_db = torch.logsumexp(2 * log_mag, dim=2) * DB_PER_NEPER_POWER
         return (frame_db - frame_db.amax(dim=1, keepdim=True)).clamp_min(self.floor_db)

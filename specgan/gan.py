@@ -33,11 +33,9 @@ class GanState:
         return self.G if self.G_ema is None else self.G_ema.module
 
     @classmethod
-    def create(cls, model: ModelConfig, train: TrainConfig, device: torch.device, n_classes: int = 0,
-               envelope: torch.nn.Module | None = None) -> GanState:
-        """``envelope``: the time envelope D sees under ``model.d_envelope``."""
+    def create(cls, model: ModelConfig, train: TrainConfig, device: torch.device, n_classes: int = 0) -> GanState:
         torch.manual_seed(train.seed)  # the same initial weights on every rank and every run
-        G, D = Generator(model, n_classes).to(device), Discriminator(model, n_classes, envelope).to(device)
+        G, D = Generator(model, n_classes).to(device), Discriminator(model, n_classes).to(device)
         o = train.optim
         ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(train.g_ema)) if train.g_ema else None
         # Fused Adam on CUDA (one kernel per optimizer step); the CPU keeps the default implementation.

@@ -9,8 +9,6 @@ from specgan.config import ModelConfig
 
 N_LAYERS = 5  # 4x4 -> 128x128 in five stride-2 steps
 BASE = 4
-SIZE = BASE * 2 ** N_LAYERS  # 128 frames by 128 bins
-ENV_HIDDEN = 64  # model.d_envelope's hidden units
 
 
 def _same(kernel_size: int) -> int:
@@ -60,16 +58,9 @@ class Discriminator(nn.Module):
     With ``n_classes`` it is a projection discriminator (Miyato and Koyama 2018, "cGANs with Projection
     Discriminator"): the logit gains the inner product of a class embedding with the sum-pooled features."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int = 0, envelope: nn.Module | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, n_classes: int = 0) -> None:
         super().__init__()
         d, k = cfg.model_dim, cfg.kernel_size
-        if cfg.d_envelope and envelope is None:
-            raise ValueError("model.d_envelope needs the time envelope (specgan.envelope.TimeEnvelope)")
-        # model.d_envelope: the clip's time envelope (dB under its loudest frame, over 10) through a small MLP,
-        # added to the logit, so D judges each clip's onset and decay where they are plain (BENCHMARKS.md).
-        self.envelope = envelope if cfg.d_envelope else None
-        self.env_head = (nn.Sequential(nn.Linear(SIZE, ENV_HIDDEN), nn.LeakyReLU(cfg.leaky_slope),
-                                       nn.Linear(ENV_HIDDEN, 1)) if cfg.d_envelope else None)
         chans = [1, d, 2 * d, 4 * d, 8 * d, 16 * d]
         self.convs = nn.ModuleList(
             nn.Conv2d(chans[i], chans[i + 1], k, stride=2, padding=_same(k)) for i in range(N_LAYERS))
@@ -87,14 +78,10 @@ class Discriminator(nn.Module):
             for i, conv in enumerate(self.convs):
                 self.convs[i] = spectral_norm(conv)
             self.fc = spectral_norm(self.fc)
-            if self.env_head is not None:
-                for i in (0, 2):
-                    self.env_head[i] = spectral_norm(self.env_head[i])
             if self.embed is not None:
                 self.embed = spectral_norm(self.embed)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        env = None if self.envelope is None else self.env_head(self.envelope(x) / 10).squeeze(1)
         for conv in self.convs:
             x = nn.functional.leaky_relu(conv(x), self.slope)
         h = x
@@ -103,7 +90,7 @@ class Discriminator(nn.Module):
         out = self.fc(x.flatten(1)).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
-        return out if env is None else out + env.to(out.dtype)
+        return out
 
 
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:

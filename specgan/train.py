@@ -87,9 +87,7 @@ class Trainer:
         if self.iters_per_epoch == 0:
             raise TrainError(f"{self.n} clips are fewer than one iteration needs "
                              f"({self.cfg.batch_size} x {self.cfg.optim.d_steps} D steps)")
-        d_env = (TimeEnvelope(self.stats, params.normalize, self.cfg.envelope_floor_db, self.device)
-                 if params.model.d_envelope else None)
-        self.state = GanState.create(params.model, self.cfg, self.device, len(self.classes), d_env)
+        self.state = GanState.create(params.model, self.cfg, self.device, len(self.classes))
         self.last_ckpt, ckpt, abandoned = resume_point(self.ckpt_dir, resume, fresh, self.fp, self.device,
                                                        self.dist.main)
         history, run_id = [], None

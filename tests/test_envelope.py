@@ -1,5 +1,5 @@
-"""``train.envelope_weight`` (G's time-envelope term) and ``model.d_envelope`` (D sees it), from the features to
-`specgan train`."""
+"""G's time-envelope terms (``train.envelope_weight``, ``envelope_std_weight``, ``envelope_quantile_weight``),
+from the features to `specgan train`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from specgan.config import ModelConfig
 from specgan.data import normalize
 from specgan.envelope import EnvelopeMatching, TimeEnvelope
-from specgan.models import Discriminator, Generator
+from specgan.models import Generator
 from specgan.shards import load_features
 from specgan.stats import NormStats
 from tests.services import run_cli
@@ -99,36 +99,3 @@ def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_pa
     bad = run_cli(*train_args(prepared, tmp_path / "bad", 1, "--set", "train.envelope_weight=-1"), env=env,
                   check=False)
     assert bad.returncode != 0 and "envelope_weight" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-
-
-def test_an_envelope_discriminator_adds_the_clips_envelope_to_the_plain_logit(prepared, params):
-    """``model.d_envelope``: D's logit is the plain D's plus an MLP of each clip's envelope (in tens of dB)."""
-    _, stats, x = _data(prepared, params)
-    env = TimeEnvelope(stats, params.normalize, -60.0)
-    cfg = ModelConfig(**{**params.model.__dict__, "model_dim": 4, "minibatch_std": 4, "d_envelope": True})
-    torch.manual_seed(0)
-    d_env = Discriminator(cfg, envelope=env)
-    plain = Discriminator(ModelConfig(**{**cfg.__dict__, "d_envelope": False}))
-    plain.load_state_dict({k: v for k, v in d_env.state_dict().items() if not k.startswith("env_head")})
-    batch = x[:8]
-    with torch.no_grad():
-        added = d_env(batch) - plain(batch)
-        np.testing.assert_allclose(added.numpy(), d_env.env_head(env(batch) / 10).squeeze(1).numpy(), atol=1e-5)
-    late = torch.roll(batch, shifts=8, dims=2)  # the same frames, 8 later: only the envelope's head sees order
-    assert not torch.allclose(d_env.env_head(env(late) / 10), d_env.env_head(env(batch) / 10))
-    with pytest.raises(ValueError, match="d_envelope"):
-        Discriminator(cfg)
-
-
-def test_train_command_with_an_envelope_discriminator_trains_and_resumes(prepared, tmp_path):
-    env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
-    out = tmp_path / "denv"
-    run_cli(*train_args(prepared, out, 1, "--set", "model.d_envelope=true"), env=env)
-    ckpt = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=False)
-    assert any(k.startswith("env_head") for k in ckpt["state"]["discriminator"])
-    proc = run_cli(*train_args(prepared, out, 2, "--set", "model.d_envelope=true"), env=env)
-    assert "resuming from" in proc.stderr + proc.stdout
-    plain = tmp_path / "plain"
-    run_cli(*train_args(prepared, plain, 2), env=env)
-    a, b = (torch.load(p / "generator.pt", weights_only=True)["state_dict"] for p in (out, plain))
-    assert not all(torch.equal(a[k], b[k]) for k in a)  # D's extra input changed what G learned
