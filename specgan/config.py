@@ -118,7 +118,6 @@ class TrainConfig:
     compile: bool = _f()
     bf16: bool = _f()
     envelope_weight: float = _f(0)  # not in SPEC.md: G's time-envelope matching term (specgan.envelope); 0 = off
-    envelope_std_weight: float = _f(0)  # not in SPEC.md: G also matches the envelope's std over clips; 0 = off
     envelope_quantile_weight: float = _f(0)  # not in SPEC.md: G matches each frame's envelope quantiles; 0 = off
     envelope_floor_db: float = _f(-200, 0)  # the envelope's floor, in dB under each clip's loudest frame
     g_ema: float = _f(0, 0.9999)  # not in SPEC.md: export a moving average of G's weights, this decay; 0 = off

@@ -6,8 +6,8 @@ normalized domain that spike is about 0.02 units a bin, which the discriminator 
 energy it is 3 dB. ``train.envelope_weight`` adds feature matching (Salimans et al. 2016, "Improved
 Techniques for Training GANs") on this one feature: the squared gap between the batch mean of the generated
 clips' envelopes and the training set's mean envelope, in tens of dB, summed over frames. The term matches
-a batch mean, so it fixes the average onset, not the spread of decays: ``train.envelope_std_weight`` and
-``train.envelope_quantile_weight`` add the spread."""
+a batch mean, so it fixes the average onset, not the spread of decays: ``train.envelope_quantile_weight``
+asks for each frame's whole distribution."""
 
 from __future__ import annotations
 
@@ -41,13 +41,7 @@ class TimeEnvelope:
     @torch.no_grad()
     def mean_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """The mean envelope [T] of a whole normalized training tensor."""
-        return self.moments_of(data, chunk)[0]
-
-    @torch.no_grad()
-    def moments_of(self, data: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean envelope [T] of a whole normalized training tensor and its std over clips [T]."""
-        env = self.all_of(data, chunk)
-        return env.mean(0), env.std(0)
+        return self.all_of(data, chunk).mean(0)
 
     @torch.no_grad()
     def all_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
@@ -56,20 +50,16 @@ class TimeEnvelope:
 
 
 class EnvelopeMatching:
-    """``weight x sum_t ((mean_b env(fake)[b, t] - target[t]) / 10 dB)^2``, plus with ``std_weight`` the same
-    gap between the batch's std over clips and the data's (``target_std``): 0 for a generator whose batch
-    envelopes are the data's. The std term asks for the data's spread of onsets and decays, which a mean alone
-    lets every clip meet with one average decay."""
+    """``weight x sum_t ((mean_b env(fake)[b, t] - target[t]) / 10 dB)^2``, plus with ``quantile_weight`` the
+    batch's envelopes sorted frame by frame against the data's quantiles (``bank``: every training clip's
+    envelope), a one-dimensional Wasserstein-2 distance per frame: 0 for a generator whose envelopes are the
+    data's. The mean alone lets every clip meet it with one average decay (BENCHMARKS.md, "Every decay alike")."""
 
     def __init__(self, envelope: TimeEnvelope, target: torch.Tensor, weight: float,
-                 target_std: torch.Tensor | None = None, std_weight: float = 0.0,
                  bank: torch.Tensor | None = None, quantile_weight: float = 0.0) -> None:
-        if std_weight and target_std is None:
-            raise ValueError("an envelope std weight needs the data's envelope std")
         if quantile_weight and bank is None:
             raise ValueError("an envelope quantile weight needs the data's envelopes")
         self.envelope, self.target, self.weight = envelope, target, weight
-        self.target_std, self.std_weight = target_std, std_weight
         self.bank, self.quantile_weight = bank, quantile_weight
         self._quantiles: dict[int, torch.Tensor] = {}
 
@@ -83,8 +73,6 @@ class EnvelopeMatching:
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
         env = self.envelope(fake)
         loss = self.weight * ((env.mean(0) - self.target) / 10).square().sum()
-        if self.std_weight:
-            loss = loss + self.std_weight * ((env.std(0) - self.target_std) / 10).square().sum()
         if self.quantile_weight:
             gap = (env.sort(dim=0).values - self.quantiles(env.shape[0])) / 10
             loss = loss + self.quantile_weight * gap.square().mean(0).sum()

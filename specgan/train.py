@@ -185,15 +185,14 @@ class Trainer:
         return fast_step(self.state, self.cfg, self.p.model.latent_dim, wrap, grad_sync, self._envelope_term())
 
     def _envelope_term(self) -> EnvelopeMatching | None:
-        """``train.envelope_weight``'s (and ``envelope_std_weight``'s) G loss term, its targets the whole
-        training tensor's mean envelope and its std over clips."""
+        """``train.envelope_weight``'s (and ``envelope_quantile_weight``'s) G loss term, its targets the whole
+        training tensor's mean envelope and every clip's envelope."""
         c = self.cfg
-        if not (c.envelope_weight or c.envelope_std_weight or c.envelope_quantile_weight):
+        if not (c.envelope_weight or c.envelope_quantile_weight):
             return None
         env = TimeEnvelope(self.stats, self.p.normalize, c.envelope_floor_db, self.device)
         bank = env.all_of(self.data)
-        return EnvelopeMatching(env, bank.mean(0), c.envelope_weight, bank.std(0), c.envelope_std_weight,
-                                bank, c.envelope_quantile_weight)
+        return EnvelopeMatching(env, bank.mean(0), c.envelope_weight, bank, c.envelope_quantile_weight)
 
     def _check_finite(self, bad: torch.Tensor) -> None:
         if bool(bad):

@@ -1,5 +1,5 @@
-"""G's time-envelope terms (``train.envelope_weight``, ``envelope_std_weight``, ``envelope_quantile_weight``),
-from the features to `specgan train`."""
+"""G's time-envelope terms (``train.envelope_weight``, ``envelope_quantile_weight``), from the features to
+`specgan train`."""
 
 from __future__ import annotations
 
@@ -55,27 +55,13 @@ def test_the_term_is_zero_on_the_data_and_pulls_a_generator_toward_its_envelope(
         assert first > 1 and float(term(G(z))) < 0.5 * first
 
 
-def test_the_std_term_is_zero_on_the_data_and_asks_for_the_datas_spread(prepared, params):
-    """``train.envelope_std_weight``: clips that all share the mean envelope meet the mean term, not the std one."""
-    _, stats, x = _data(prepared, params)
-    env = TimeEnvelope(stats, params.normalize, -60.0)
-    mean, std = env.moments_of(x, chunk=7)
-    assert torch.allclose(mean, env(x).mean(0)) and torch.allclose(std, env(x).std(0))
-    term = EnvelopeMatching(env, mean, 0.0, std, std_weight=1.0)
-    assert float(term(x)) < 1e-8 and float(std.mean()) > 3  # real hits differ by several dB a frame
-    alike = x[:1].expand(16, -1, -1, -1)  # one clip sixteen times: no spread at all
-    assert float(term(alike)) == pytest.approx(float(((std / 10) ** 2).sum()), rel=1e-4)
-    with pytest.raises(ValueError, match="std"):
-        EnvelopeMatching(env, mean, 0.0, None, std_weight=1.0)
-
-
 def test_the_quantile_term_asks_for_each_frames_distribution(prepared, params):
     """``train.envelope_quantile_weight``: a batch sorted frame by frame against the data's quantiles. Clips
     spread like the data score far less than one clip repeated."""
     _, stats, x = _data(prepared, params)
     env = TimeEnvelope(stats, params.normalize, -60.0)
     bank = env.all_of(x, chunk=7)
-    term = EnvelopeMatching(env, bank.mean(0), 0.0, bank=bank, quantile_weight=1.0)
+    term = EnvelopeMatching(env, bank.mean(0), 0.0, bank, quantile_weight=1.0)
     q = term.quantiles(8)
     assert torch.allclose(q, torch.quantile(bank, (torch.arange(8) + 0.5) / 8, dim=0))
     gen = torch.Generator().manual_seed(0)
@@ -89,7 +75,7 @@ def test_the_quantile_term_asks_for_each_frames_distribution(prepared, params):
 def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_path):
     env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
     weights = []
-    for key, w in (("envelope_weight", "0.0"), ("envelope_weight", "1.0"), ("envelope_std_weight", "1.0")):
+    for key, w in (("envelope_weight", "0.0"), ("envelope_weight", "1.0"), ("envelope_quantile_weight", "1.0")):
         out = tmp_path / f"{key}{w}"
         run_cli(*train_args(prepared, out, 1, "--set", f"train.{key}={w}"), env=env)
         weights.append(torch.load(out / "generator.pt", weights_only=True)["state_dict"])
