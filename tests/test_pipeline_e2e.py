@@ -82,7 +82,9 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     assert "drums-demo version 1 (@challenger, promoted to @champion)" in proc.stdout
     assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
-    assert (work / "outputs" / "render" / "index.html").exists()
+    assert "hit timing against held-out clips: attack" in proc.stdout
+    page = (work / "outputs" / "render" / "index.html").read_text()
+    assert "<td>decay_time_w1</td>" in page and "<td>attack_time_w1</td>" in page
     # the demo trains with its own stabilizers: the exported generator is G's weights' moving average
     assert yaml.safe_load((work / "params.yaml").read_text())["train"]["g_ema"] == DEMO_OVERRIDES["train.g_ema"] > 0
     newest = sorted((work / "outputs" / "train" / "checkpoints").glob("ckpt-*.pt"))[-1]
