@@ -65,9 +65,13 @@ class EnvelopeMatching:
 
     def quantiles(self, n: int) -> torch.Tensor:
         """[n, T]: the data's envelope quantiles at (i + 0.5) / n, frame by frame (cached per batch size)."""
-        if n not in self._quantiles:
-            q = (torch.arange(n, dtype=torch.float32, device=self.bank.device) + 0.5) / n
-            self._quantiles[n] = torch.quantile(self.bank, q, dim=0)
+        if n not in self._quantiles:  # torch.quantile's linear rule, on a sort (quantile refuses 2^24+ values)
+            ranked = self.bank.sort(dim=0).values
+            pos = (torch.arange(n, dtype=torch.float64, device=ranked.device) + 0.5) / n * (ranked.shape[0] - 1)
+            lo = pos.floor().long()
+            hi = (lo + 1).clamp_max(ranked.shape[0] - 1)
+            frac = (pos - lo).to(ranked.dtype)[:, None]
+            self._quantiles[n] = ranked[lo] + (ranked[hi] - ranked[lo]) * frac
         return self._quantiles[n]
 
     def __call__(self, fake: torch.Tensor) -> torch.Tensor:
