@@ -39,11 +39,6 @@ class TimeEnvelope:
         return (frame_db - frame_db.amax(dim=1, keepdim=True)).clamp_min(self.floor_db)
 
     @torch.no_grad()
-    def mean_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-        """The mean envelope [T] of a whole normalized training tensor."""
-        return self.all_of(data, chunk).mean(0)
-
-    @torch.no_grad()
     def all_of(self, data: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """Every clip's envelope [N, T] of a whole normalized training tensor."""
         return torch.cat([self(data[i:i + chunk]) for i in range(0, data.shape[0], chunk)])
