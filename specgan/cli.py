@@ -236,7 +236,7 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
           f"inception_score {m.get('inception_score', float('nan')):.3g} "
           f"(real {m.get('inception_score_real', float('nan')):.3g})"
           + (f"\n            class share: {shares}" if shares else "")
-          + (f"\n            {timing_text(m)}" if "attack_time_w1" in m else "") + "\n"
+          + f"\n            {timing_text(m)}\n"
           f"  gate:     {'PASSES' if r['promoted'] else 'REFUSED'}: {r['verdict']}")
 
 
