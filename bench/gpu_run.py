@@ -290,7 +290,7 @@ def render(run: Run) -> dict:
 
     def full() -> torch.Tensor:
         with torch.inference_mode():
-            return invert(denormalize(G(z).float(), stats, run.p.normalize), f, r)
+            return invert(denormalize(G(z).float(), stats, run.p.normalize, f.log_eps), f, r)
 
     full()
     run.sync()

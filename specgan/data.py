@@ -19,16 +19,18 @@ def normalize(feats: np.ndarray | torch.Tensor, stats: NormStats, cfg: Normalize
     return x[:, :-1, :].transpose(1, 2).unsqueeze(1).contiguous()
 
 
-def denormalize(x: torch.Tensor, stats: NormStats, cfg: NormalizeConfig) -> torch.Tensor:
+def denormalize(x: torch.Tensor, stats: NormStats, cfg: NormalizeConfig, log_eps: float) -> torch.Tensor:
     """[N, 1, 128, 128] generator output -> [N, 129, 128] linear magnitude (Nyquist row of zeros added
-    in the normalized domain, as SPEC.md 8 does, before undoing the scaling)."""
+    in the normalized domain, as SPEC.md 8 does, before undoing the scaling). ``log_eps``, the features'
+    ``log(|S| + eps)`` offset, is taken off again (SPEC.md 8 stops at ``exp``, which its 1e-6 makes the
+    same): with a larger ``features.log_eps`` the floor it sets decodes to silence, not to a noise floor."""
     spec = x[:, 0].transpose(1, 2)  # frequency x time
     spec = torch.cat([spec, torch.zeros_like(spec[:, :1])], dim=1)
     mean = torch.as_tensor(stats.mean, dtype=spec.dtype, device=spec.device).view(1, -1, 1)
     std = torch.as_tensor(stats.std, dtype=spec.dtype, device=spec.device).view(1, -1, 1)
-    return torch.exp(spec * cfg.scale * std + mean)
+    return (torch.exp(spec * cfg.scale * std + mean) - log_eps).clamp_min(0.0)
 
 
-def to_db(x: torch.Tensor, stats: NormStats, cfg: NormalizeConfig) -> np.ndarray:
+def to_db(x: torch.Tensor, stats: NormStats, cfg: NormalizeConfig, log_eps: float) -> np.ndarray:
     """[N, 1, 128, 128] generator output -> [N, 129, 128] magnitude in dB (frequency x time), for plots."""
-    return (20 * torch.log10(denormalize(x.float(), stats, cfg).clamp_min(1e-6))).cpu().numpy()
+    return (20 * torch.log10(denormalize(x.float(), stats, cfg, log_eps).clamp_min(1e-6))).cpu().numpy()

@@ -111,7 +111,8 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
         for name, data in zip(names, wavs, strict=True):
             (tmp / name).write_bytes(data)
         waveforms_and_spectrograms(audio, sr, tmp / "waveforms.png", names)
-        spectrogram_grid(to_db(specs, gen.stats, gen.normalize), tmp / "spectrograms.png", "generated spectrograms",
+        spectrogram_grid(to_db(specs, gen.stats, gen.normalize, f.log_eps), tmp / "spectrograms.png",
+                         "generated spectrograms",
                          [n[:-4] + (f" {asked[i]}" if asked else "") for i, n in enumerate(names)], sr,
                          f.hop_length, f.n_fft)
         save_latents(tmp / LATENTS, z, y, gen.classes)

@@ -200,7 +200,8 @@ class RunLog:
         G = state.G_out
         G.eval()
         with torch.no_grad():
-            db = to_db(G(z) if y is None else G(z, y), self.stats, self.p.normalize)
+            db = to_db(G(z) if y is None else G(z, y), self.stats, self.p.normalize,
+                       self.p.features.log_eps)
         G.train()
         f = self.p.features
         names = [f"z #{i}" + (f" {classes[i % len(classes)]}" if classes else "") for i in range(GRID_SAMPLES)]

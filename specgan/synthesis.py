@@ -141,7 +141,7 @@ class DrumGenerator:
 
     def audio(self, z: torch.Tensor, render: RenderConfig, y: torch.Tensor | None = None) -> torch.Tensor:
         """[N, latent] -> [N, samples] audio at ``features.sample_rate``, inverted with ``render``'s settings."""
-        mag = denormalize(self.spectrograms(z, y), self.stats, self.normalize)
+        mag = denormalize(self.spectrograms(z, y), self.stats, self.normalize, self.features.log_eps)
         return invert(mag, self.features, render)
 
     def normalized(self, clips: np.ndarray) -> torch.Tensor:
@@ -155,7 +155,8 @@ class DrumGenerator:
     def round_trip(self, clips: np.ndarray, render: RenderConfig) -> torch.Tensor:
         """Real [N, clip_samples] clips as a perfect generator would make them: ``normalized``, then
         denormalized and inverted with ``render``'s settings."""
-        return invert(denormalize(self.normalized(clips), self.stats, self.normalize), self.features, render)
+        mag = denormalize(self.normalized(clips), self.stats, self.normalize, self.features.log_eps)
+        return invert(mag, self.features, render)
 
 
 LATENTS = "latents.npz"  # beside rendered or synthesized sounds: each sound's z (and class) to replay it
