@@ -1,0 +1,85 @@
+"""Where a generator's Frechet distance sits, and whether choosing among its samples could lower it.
+
+Run in a demo's work folder: `cd specgan-demo && python ../bench/fd_anatomy.py` (GEN, RAW, PARAMS and CKPT
+point it elsewhere, as in `bench/timing_by_class.py`). It prints, for the generated clips and for real
+training clips taken through the render's round trip (the best a generator can do through Griffin-Lim):
+- the distance split into its mean term and its covariance term, and per descriptor block;
+- the distance after resampling the generated clips to equal class shares (the evaluation's classifier);
+- per class, the distance between the generated and held-out clips of that class on every 4th log-mel band
+  mean (10 dims), beside the training clips' own;
+- for 3x the evaluation's clip count, the distance of random draws against the draws D rates most real
+  (the checkpoint's discriminator: rejection sampling's ceiling, Azadi et al. 2019) and those the
+  evaluation's classifier is surest of.
+BENCHMARKS.md, "Where the Frechet distance sits".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specgan.checkpoints import list_checkpoints, load_checkpoint
+from specgan.config import load_params
+from specgan.evaluate import Descriptors, drum_classifier, fit_length, frechet_distance, load_real
+from specgan.models import Discriminator
+from specgan.synthesis import DrumGenerator, sample_seeds
+
+BLOCKS = {"band means": slice(0, 40), "band stds": slice(40, 80), "shape and timing": slice(80, None)}
+
+
+def split(v: np.ndarray, ref: np.ndarray) -> str:
+    mean_term = float(((v.mean(0) - ref.mean(0)) ** 2).sum())
+    total = frechet_distance(v, ref)
+    blocks = ", ".join(f"{k} alone {frechet_distance(v[:, s], ref[:, s]):.1f}" for k, s in BLOCKS.items())
+    return f"{total:.1f} = mean term {mean_term:.1f} + covariance term {total - mean_term:.1f}; {blocks}"
+
+
+def main() -> None:
+    p = load_params(os.environ.get("PARAMS", "params.yaml"))
+    raw = os.environ.get("RAW", "data/raw")
+    gen = DrumGenerator.load(os.environ.get("GEN", "outputs/train/generator.pt"))
+    feat, n = gen.features, p.evaluate.n_generated
+    z = gen.latents(sample_seeds(p.evaluate.seed, 3 * n))
+    audio = fit_length(gen.audio(z, p.render).cpu().numpy(), feat.clip_samples)
+    held = load_real(raw, p.evaluate.real_split, feat)
+    train = load_real(raw, p.data.split, feat)
+    trip = fit_length(gen.round_trip(train.audio[:n], p.render).cpu().numpy(), feat.clip_samples)
+    desc = Descriptors(p.evaluate, feat.sample_rate)
+    gv, hv, tv, rv = (desc.vectors(a) for a in (audio, held.audio, train.audio, trip))
+    print("generated:   ", split(gv[:n], hv))
+    print("round trip:  ", split(rv, hv))
+    clf = drum_classifier(tv, train.labels)
+    pred, held_lab, train_lab = clf.predict(gv[:n]), np.asarray(held.labels), np.asarray(train.labels)
+    classes, counts = np.unique(pred, return_counts=True)
+    weight = 1.0 / counts[np.searchsorted(classes, pred)]
+    rng = np.random.default_rng(0)
+    balanced = [frechet_distance(gv[:n][rng.choice(n, n, p=weight / weight.sum())], hv) for _ in range(10)]
+    print(f"equal class shares (10 resamples): {np.mean(balanced):.1f} +- {np.std(balanced):.1f}")
+    bands = slice(0, 40, 4)
+    for c in classes:
+        mine, theirs = gv[:n][pred == c][:, bands], hv[held_lab == c][:, bands]
+        if len(mine) > 10:
+            print(f"  {c:<11} {len(mine):>3} clips: {frechet_distance(mine, theirs):7.2f}"
+                  f"  (training clips {frechet_distance(tv[train_lab == c][:, bands], theirs):.2f})")
+    if gen.conditional:
+        return  # D needs each draw's class; the selection check is for unconditional models
+    ckpt = Path(os.environ.get("CKPT") or list_checkpoints(Path(os.environ.get("GEN", "outputs/train/generator.pt"))
+                                                           .parent / "checkpoints")[-1])
+    D = Discriminator(gen.model, len(gen.classes))
+    D.load_state_dict(load_checkpoint(ckpt)["state"]["discriminator"])
+    D.eval()
+    with torch.inference_mode():
+        x = gen.spectrograms(z)
+        logit = torch.cat([D(part) for part in x.split(64)]).numpy()  # batches of 64: the std groups fill
+    draws = [frechet_distance(gv[rng.permutation(3 * n)[:n]], hv) for _ in range(5)]
+    print(f"{n} of {3 * n} at random (5 draws): {np.mean(draws):.1f} +- {np.std(draws):.1f}; the {n} D rates most "
+          f"real: {frechet_distance(gv[np.argsort(-logit)[:n]], hv):.1f}; the {n} it rates least: "
+          f"{frechet_distance(gv[np.argsort(logit)[:n]], hv):.1f}; the {n} the classifier is surest of: "
+          f"{frechet_distance(gv[np.argsort(-clf.predict_proba(gv).max(1))[:n]], hv):.1f}")
+
+
+if __name__ == "__main__":
+    main()
