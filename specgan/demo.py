@@ -26,11 +26,12 @@ from specgan.synth_kit import make_kit
 # CPU-sized values (everything else comes from the project's params.yaml). The seed recipe at this size
 # stays mode-collapsed for its first thousand iterations (BENCHMARKS.md), so the demo adds two named
 # stabilizers: D's minibatch-stddev feature (Karras et al. 2018) and an R1 penalty (Mescheder et al. 2018),
-# applied every 4th D step (lazy regularization). What decides quality at this size is the number of
-# iterations (BENCHMARKS.md, "iterations, not the kit"): batch 8 runs 1.7x the iterations a second of
-# batch 16 here, and three times the seed's learning rate learns faster: 4,200 iterations take about 3.5-4
-# minutes in all on a fast hour, 5.5 on a slow one (BENCHMARKS.md, "Training longer": 4,200 against 2,814
-# lowered the Frechet distance in five seeds of five).
+# applied every 4th D step (lazy regularization) and light enough to leave D sharp (gamma 0.3 against 1
+# or 3: lower Frechet distances and decay gaps; BENCHMARKS.md, "A lighter R1 penalty"). What decides
+# quality at this size is the number of iterations (BENCHMARKS.md, "iterations, not the kit"): batch 8
+# runs 1.7x the iterations a second of batch 16 here, and three times the seed's learning rate learns
+# faster: 4,200 iterations take about 3.5-4 minutes in all on a fast hour, 5.5 on a slow one
+# (BENCHMARKS.md, "Training longer": 4,200 against 2,814 lowered the Frechet distance in five seeds of five).
 # A time-envelope term in G's loss (specgan.envelope) brings the onset closer to real hits'.
 # `specgan demo --set model.minibatch_std=0 --set train.dcgan.r1_weight=0.0 --set train.dcgan.lr=2.0e-4
 # --set train.envelope_weight=0 --set train.g_ema=0` is the seed recipe at the demo's size.
@@ -38,7 +39,7 @@ DEMO_OVERRIDES: dict[str, object] = {
     "features.shards": 4,
     "model.model_dim": 8,
     "model.minibatch_std": 4,
-    "train.dcgan.r1_weight": 3.0,
+    "train.dcgan.r1_weight": 0.3,
     "train.dcgan.r1_every": 4,  # lazy R1 (Karras et al. 2020, StyleGAN2): 1.35x the iterations a second here
     "train.dcgan.lr": 6.0e-4,  # three times the seed's 2e-4 (BENCHMARKS.md: it learns the tonal classes sooner)
     "train.envelope_weight": 0.01,  # G matches the data's mean time envelope (BENCHMARKS.md, "Matching the envelope")
