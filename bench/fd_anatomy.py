@@ -40,7 +40,8 @@ def split(v: np.ndarray, ref: np.ndarray) -> str:
 def main() -> None:
     p = load_params(os.environ.get("PARAMS", "params.yaml"))
     raw = os.environ.get("RAW", "data/raw")
-    gen = DrumGenerator.load(os.environ.get("GEN", "outputs/train/generator.pt"))
+    gen_path = Path(os.environ.get("GEN", "outputs/train/generator.pt"))
+    gen = DrumGenerator.load(gen_path)
     feat, n = gen.features, p.evaluate.n_generated
     z = gen.latents(sample_seeds(p.evaluate.seed, 3 * n))
     audio = fit_length(gen.audio(z, p.render).cpu().numpy(), feat.clip_samples)
@@ -66,8 +67,7 @@ def main() -> None:
                   f"  (training clips {frechet_distance(tv[train_lab == c][:, bands], theirs):.2f})")
     if gen.conditional:
         return  # D needs each draw's class; the selection check is for unconditional models
-    ckpt = Path(os.environ.get("CKPT") or list_checkpoints(Path(os.environ.get("GEN", "outputs/train/generator.pt"))
-                                                           .parent / "checkpoints")[-1])
+    ckpt = Path(os.environ.get("CKPT") or list_checkpoints(gen_path.parent / "checkpoints")[-1])
     D = Discriminator(gen.model, len(gen.classes))
     D.load_state_dict(load_checkpoint(ckpt)["state"]["discriminator"])
     D.eval()
