@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from specgan import models
-from specgan.config import load_params
+from specgan.core.config import load_params
 from specgan.demo import DEMO_OVERRIDES
-from specgan.gan import GanState, GanStep, fast_step
+from specgan.model import networks as models
+from specgan.training.gan import GanState, GanStep, fast_step
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_MINIBATCH_STD = models.minibatch_std

@@ -52,8 +52,8 @@ def _count_plain(paths: list[Path]) -> int:
 
 
 def child(mode: str, folder: str, out: str) -> None:
-    from specgan.config import load_params
-    from specgan.features import run_features  # imports stay outside the timed region
+    from specgan.core.config import load_params
+    from specgan.data.features import run_features  # imports stay outside the timed region
 
     if mode.startswith("plain"):
         # The plain loop runs about 1.5x faster in a process that has imported torch (measured here: mostly
@@ -103,7 +103,7 @@ def main() -> None:
                                       capture_output=True, text=True, check=True)
                 results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
             runs.append(results)
-        from specgan.shards import load_features
+        from specgan.data.shards import load_features
 
         err = np.abs(load_features(Path(tmp) / "project") - np.load(Path(tmp) / "plain.npy"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, n={n}, rounds={rounds}")

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from specgan import synthesis
-from specgan.config import load_params
-from specgan.synth_kit import CLASSES, synth_hit
-from specgan.synthesis import invert, spectral_convergence
+from specgan.audio import synthesis
+from specgan.audio.synthesis import invert, spectral_convergence
+from specgan.core.config import load_params
+from specgan.data.synth_kit import CLASSES, synth_hit
 
 ROOT = Path(__file__).resolve().parents[1]
 

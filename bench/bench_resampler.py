@@ -15,9 +15,9 @@ from math import gcd
 import numpy as np
 from scipy.signal import resample_poly
 
-from specgan.config import load_params
-from specgan.spectral import _resample, log_spectrogram
-from specgan.synth_kit import CLASSES, synth_hit
+from specgan.core.config import load_params
+from specgan.data.spectral import _resample, log_spectrogram
+from specgan.data.synth_kit import CLASSES, synth_hit
 
 DB = 20 / np.log(10)  # natural log of a magnitude -> dB
 

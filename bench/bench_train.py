@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 from torch.utils.flop_counter import FlopCounterMode
 
-from specgan.config import load_params
-from specgan.gan import GanState, fast_step
+from specgan.core.config import load_params
+from specgan.training.gan import GanState, fast_step
 
 ROOT = Path(__file__).resolve().parents[1]
 

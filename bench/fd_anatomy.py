@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from specgan.checkpoints import list_checkpoints, load_checkpoint
-from specgan.config import load_params
-from specgan.evaluate import Descriptors, drum_classifier, fit_length, frechet_distance, load_real
-from specgan.models import Discriminator
-from specgan.synthesis import DrumGenerator, sample_seeds
+from specgan.audio.synthesis import DrumGenerator, sample_seeds
+from specgan.core.config import load_params
+from specgan.evaluation.evaluate import Descriptors, drum_classifier, fit_length, frechet_distance, load_real
+from specgan.model.networks import Discriminator
+from specgan.training.checkpoints import list_checkpoints, load_checkpoint
 
 BLOCKS = {"band means": slice(0, 40), "band stds": slice(40, 80), "shape and timing": slice(80, None)}
 

@@ -4,7 +4,7 @@ Sections, each timed and recorded even when another fails:
 1. ``throughput``: one dcgan iteration at width 64, batch 64 -- plain eager fp32 textbook networks (the
    baseline) against the project's step (bf16, channels-last, TF32; with and without fused Adam), the
    project's step under torch.compile, and the whole iteration captured as one CUDA graph.
-2. ``real_loop``: the `train` step's own code (``specgan.train.train``) on CUDA for both recipes on
+2. ``real_loop``: the `train` step's own code (``specgan.training.train.train``) on CUDA for both recipes on
    2,350 synthetic normalized clips resident on the device; checkpoint, resume, unbroken-vs-resumed weights.
 3. ``render``: batched fast Griffin-Lim for 4,096 clips and the full render path (generator + Griffin-Lim).
 4. ``quality``: the seed recipe at width 64 on a synthetic kit, evaluated at several points until the
@@ -35,8 +35,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from bench_train import plain_networks, plain_step, timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from specgan.config import load_params  # noqa: E402
-from specgan.gan import GanState, fast_step  # noqa: E402
+from specgan.core.config import load_params  # noqa: E402
+from specgan.training.gan import GanState, fast_step  # noqa: E402
 
 RESULTS: dict = {}
 
@@ -218,7 +218,7 @@ def _profile(run: Run, latent: int, real: torch.Tensor) -> dict:
 
 
 def _synthetic_features(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
-    from specgan.stats import NormStats
+    from specgan.data.stats import NormStats
 
     rng = np.random.default_rng(seed)
     feats_dir = folder / "features"
@@ -232,7 +232,7 @@ def _synthetic_features(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path
 
 
 def real_loop(run: Run) -> dict:
-    from specgan.train import train
+    from specgan.training.train import train
 
     n = 64 if run.args.small else 2350
     res: dict = {"clips": n}
@@ -268,10 +268,10 @@ def real_loop(run: Run) -> dict:
 def render(run: Run) -> dict:
     from bench_griffinlim import magnitudes
 
-    from specgan.data import denormalize
-    from specgan.models import Generator
-    from specgan.stats import NormStats
-    from specgan.synthesis import invert, spectral_convergence
+    from specgan.audio.synthesis import invert, spectral_convergence
+    from specgan.data.normalize import denormalize
+    from specgan.data.stats import NormStats
+    from specgan.model.networks import Generator
 
     f, r = run.p.features, run.p.render
     n = 64 if run.args.small else 4096
@@ -309,12 +309,12 @@ def render(run: Run) -> dict:
 def quality(run: Run) -> dict:
     import soundfile as sf
 
-    from specgan.download import download
-    from specgan.evaluate import run_evaluate
-    from specgan.features import run_features
-    from specgan.stats import run_stats
-    from specgan.synth_kit import make_kit
-    from specgan.train import train
+    from specgan.data.download import download
+    from specgan.data.features import run_features
+    from specgan.data.stats import run_stats
+    from specgan.data.synth_kit import make_kit
+    from specgan.evaluation.evaluate import run_evaluate
+    from specgan.training.train import train
 
     w = run.work / "quality"
     per_class = 8 if run.args.small else run.args.per_class
@@ -362,9 +362,9 @@ def quality(run: Run) -> dict:
 
 def _quality_outputs(run: Run, gen_path: Path, sf) -> None:
     """The last generator's 16-sample grid and four WAVs into --out."""
-    from specgan.data import to_db
-    from specgan.plots import spectrogram_grid
-    from specgan.synthesis import DrumGenerator
+    from specgan.audio.plots import spectrogram_grid
+    from specgan.audio.synthesis import DrumGenerator
+    from specgan.data.normalize import to_db
 
     gen = DrumGenerator.load(gen_path, run.device)
     z = gen.latents(list(range(16)))

@@ -13,9 +13,9 @@ import os
 import numpy as np
 import torch
 
-from specgan.config import load_params
-from specgan.evaluate import Descriptors, drum_classifier, fit_length, load_real
-from specgan.synthesis import DrumGenerator, sample_seeds
+from specgan.audio.synthesis import DrumGenerator, sample_seeds
+from specgan.core.config import load_params
+from specgan.evaluation.evaluate import Descriptors, drum_classifier, fit_length, load_real
 
 HATS = ("closed_hat", "open_hat")
 BINS = [0, 0.15, 0.3, 0.45, 0.6, 2]  # seconds of 20 dB decay

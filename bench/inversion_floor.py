@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import torch
 
-from specgan.config import load_params
-from specgan.evaluate import Descriptors, fit_length, frechet_distance, load_real, reference_rows
-from specgan.synthesis import DrumGenerator, invert
+from specgan.audio.synthesis import DrumGenerator, invert
+from specgan.core.config import load_params
+from specgan.evaluation.evaluate import Descriptors, fit_length, frechet_distance, load_real, reference_rows
 
 
 def main() -> None:

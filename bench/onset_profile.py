@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from specgan.data import normalize
-from specgan.envelope import TimeEnvelope
-from specgan.shards import load_features
-from specgan.synthesis import DrumGenerator, sample_seeds
+from specgan.audio.synthesis import DrumGenerator, sample_seeds
+from specgan.data.normalize import normalize
+from specgan.data.shards import load_features
+from specgan.training.envelope import TimeEnvelope
 
 FRAMES = (0, 1, 2, 4, 8, 16, 32)
 

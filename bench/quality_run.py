@@ -41,13 +41,13 @@ def main() -> None:
 
     import torch
 
-    from specgan.config import load_params
-    from specgan.download import download
-    from specgan.evaluate import run_evaluate
-    from specgan.features import run_features
-    from specgan.stats import run_stats
-    from specgan.synth_kit import make_kit
-    from specgan.train import train
+    from specgan.core.config import load_params
+    from specgan.data.download import download
+    from specgan.data.features import run_features
+    from specgan.data.stats import run_stats
+    from specgan.data.synth_kit import make_kit
+    from specgan.evaluation.evaluate import run_evaluate
+    from specgan.training.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,9 +14,9 @@ import os
 import numpy as np
 import torch
 
-from specgan.config import load_params
-from specgan.evaluate import Descriptors, drum_classifier, fit_length, load_real
-from specgan.synthesis import DrumGenerator, sample_seeds
+from specgan.audio.synthesis import DrumGenerator, sample_seeds
+from specgan.core.config import load_params
+from specgan.evaluation.evaluate import Descriptors, drum_classifier, fit_length, load_real
 
 LATE_S = 0.016  # two analysis hops
 

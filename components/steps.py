@@ -25,7 +25,7 @@ def resolve_params(params_yaml: str, data_source: str, data_sha256: str, data_sp
 
     import yaml
 
-    from specgan.pipeline_params import TASK_SECTIONS, resolve, section_text
+    from specgan.core.pipeline_params import TASK_SECTIONS, resolve, section_text
 
     values = dict(data_source=data_source, data_sha256=data_sha256, data_split=data_split,
                   feature_shards=feature_shards, model_dim=model_dim, train_recipe=train_recipe,
@@ -51,8 +51,8 @@ def params_sections(sections: str, params: Output[Artifact]) -> None:
 
 def download_dataset(params: Input[Artifact], dataset: Output[Dataset]) -> None:
     """specgan download: fetch and safely extract the dataset."""
-    from specgan.download import download
-    from specgan.pipeline_params import load_sections
+    from specgan.core.pipeline_params import load_sections
+    from specgan.data.download import download
 
     p = load_sections(params.path)
     res = download(p.data.source, dataset.path, p.download, sha256=p.data.sha256)
@@ -61,15 +61,15 @@ def download_dataset(params: Input[Artifact], dataset: Output[Dataset]) -> None:
 
 def shard_indices(params: Input[Artifact]) -> List[int]:  # noqa: UP006
     """The fan-out list: one entry per feature shard."""
-    from specgan.pipeline_params import load_sections
+    from specgan.core.pipeline_params import load_sections
 
     return list(range(load_sections(params.path).features.shards))
 
 
 def featurize_shard(params: Input[Artifact], dataset: Input[Dataset], shard_index: int, shard: Output[Dataset]) -> None:
     """specgan features --shard: one shard of the log-magnitude STFT features."""
-    from specgan.features import featurize_shard as run_shard
-    from specgan.pipeline_params import load_sections
+    from specgan.core.pipeline_params import load_sections
+    from specgan.data.features import featurize_shard as run_shard
 
     p = load_sections(params.path)
     res = run_shard(dataset.path, shard.path, int(shard_index), p.features.shards, p.data.split, p.features,
@@ -80,10 +80,10 @@ def featurize_shard(params: Input[Artifact], dataset: Input[Dataset], shard_inde
 def merge_stats(params: Input[Artifact], dataset: Input[Dataset], shards: Input[List[Dataset]],  # noqa: UP006
                 features: Output[Dataset], stats: Output[Artifact], summary: Output[Metrics]) -> None:
     """Fan-in: gather the shards into one features folder, then specgan stats."""
-    from specgan.download import read_source_info
-    from specgan.features import gather_shards
-    from specgan.pipeline_params import load_sections
-    from specgan.stats import run_stats
+    from specgan.core.pipeline_params import load_sections
+    from specgan.data.download import read_source_info
+    from specgan.data.features import gather_shards
+    from specgan.data.stats import run_stats
 
     p = load_sections(params.path)
     result = gather_shards([s.path for s in shards], features.path, p.data.split)
@@ -103,9 +103,9 @@ def train_gan(params: Input[Artifact], features: Input[Dataset], stats: Input[Ar
     import shutil
     from pathlib import Path
 
-    from specgan.tracking import check_tracking
-    from specgan.train import GENERATOR_FILE
-    from specgan.train_task import train_in_task
+    from specgan.core.tracking import check_tracking
+    from specgan.training.train import GENERATOR_FILE
+    from specgan.training.train_task import train_in_task
 
     check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     key = hashlib.sha256(Path(params.path).read_bytes()).hexdigest()[:16]
@@ -129,9 +129,9 @@ def render_samples(params: Input[Artifact], generator: Input[Model], dataset: In
     import shutil
     from pathlib import Path
 
-    from specgan.pipeline_params import load_sections
-    from specgan.render import GALLERY, render
-    from specgan.tracking import check_tracking
+    from specgan.core.pipeline_params import load_sections
+    from specgan.core.tracking import check_tracking
+    from specgan.evaluation.render import GALLERY, render
 
     check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
 
@@ -146,9 +146,9 @@ def evaluate_generator(params: Input[Artifact], generator: Input[Model], dataset
     """specgan evaluate: quality metrics against held-out real clips."""
     from pathlib import Path
 
-    from specgan.evaluate import run_evaluate
-    from specgan.pipeline_params import load_sections
-    from specgan.tracking import check_tracking
+    from specgan.core.pipeline_params import load_sections
+    from specgan.core.tracking import check_tracking
+    from specgan.evaluation.evaluate import run_evaluate
 
     check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
 
@@ -167,9 +167,9 @@ def register_generator(params: Input[Artifact], generator: Input[Model], report:
     from collections import namedtuple
     from pathlib import Path
 
-    from specgan.config import load_params
-    from specgan.registry import CHALLENGER, register
-    from specgan.tracking import check_tracking
+    from specgan.core.config import load_params
+    from specgan.core.tracking import check_tracking
+    from specgan.registry.promotion import CHALLENGER, register
 
     check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
 
@@ -187,7 +187,7 @@ def sweep_trials(params: Input[Artifact], sweep_json: str) -> List[str]:  # noqa
 
     import yaml
 
-    from specgan.sweep import trials
+    from specgan.registry.sweep import trials
 
     with open(params.path) as fh:
         return trials(yaml.safe_load(fh), json.loads(sweep_json))
@@ -214,11 +214,11 @@ def pick_best(params: Input[Artifact], reports: Input[List[Artifact]], generator
     from collections import namedtuple
     from pathlib import Path
 
-    from specgan.config import load_params
-    from specgan.hashing import file_sha256
-    from specgan.registry import CHALLENGER, register
-    from specgan.sweep import Trial, nest_runs, rank, table
-    from specgan.tracking import check_tracking
+    from specgan.core.config import load_params
+    from specgan.core.hashing import file_sha256
+    from specgan.core.tracking import check_tracking
+    from specgan.registry.promotion import CHALLENGER, register
+    from specgan.registry.sweep import Trial, nest_runs, rank, table
 
     check_tracking()  # on a cluster: fail at start, in one line, without a reachable tracking server
     p = load_params(params.path)

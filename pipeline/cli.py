@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from specgan.cli import run_reporting_errors
-from specgan.config import load_params
-from specgan.errors import SpecganError
-from specgan.pipeline_params import typed_arguments
+from specgan.core.config import load_params
+from specgan.core.errors import SpecganError
+from specgan.core.pipeline_params import typed_arguments
 
 
 def cmd_compile(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.specgan_pipeline import REQUIRE_ENV, Cluster
-from specgan.errors import SpecganError
+from specgan.core.errors import SpecganError
 
 MOUNT = "/workspace"  # where the shared volume is mounted in every pod
 

@@ -35,8 +35,8 @@ def submit(host: str, experiment: str, params_path: str | Path = ROOT / "params.
 
     import kfp
 
-    from specgan.errors import SpecganError, first_line
-    from specgan.redact import redact_url
+    from specgan.core.errors import SpecganError, first_line
+    from specgan.core.redact import redact_url
 
     func = pipeline_from_files(params_path, cluster_path, overrides, sweep_path=sweep_path)  # errors before network
     try:
@@ -60,7 +60,7 @@ def run_local(workdir: str | Path, params_path: str | Path = ROOT / "params.yaml
     from kfp import local
 
     from pipeline.console import ANSI, TaskConsole, quiet_local_run
-    from specgan.errors import SpecganError, first_line
+    from specgan.core.errors import SpecganError, first_line
 
     workdir = Path(workdir).resolve()
     func = pipeline_from_files(params_path, cluster_path, overrides, local=True, sweep_path=sweep_path)

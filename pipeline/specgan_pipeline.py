@@ -12,10 +12,10 @@ import yaml
 from kfp import dsl, kubernetes
 
 from components import make_components
-from specgan.config import Params, load_params
-from specgan.pipeline_params import EXPOSED, TASK_SECTIONS, lookup
-from specgan.sweep import Sweep, trials
-from specgan.tracking import REQUIRE_ENV
+from specgan.core.config import Params, load_params
+from specgan.core.pipeline_params import EXPOSED, TASK_SECTIONS, lookup
+from specgan.core.tracking import REQUIRE_ENV
+from specgan.registry.sweep import Sweep, trials
 
 PIPELINE_NAME = "specgan-drums"
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from specgan.config import ConfigError, Params, load_params
-from specgan.errors import SpecganError
+from specgan.core.config import ConfigError, Params, load_params
+from specgan.core.errors import SpecganError
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -18,7 +18,7 @@ def _params(args: argparse.Namespace) -> Params:
 
 
 def cmd_download(args: argparse.Namespace, p: Params) -> None:
-    from specgan.download import download
+    from specgan.data.download import download
 
     source = args.source or p.data.source
     res = download(source, args.out, p.download, sha256=p.data.sha256 if args.sha256 is None else args.sha256)
@@ -26,21 +26,21 @@ def cmd_download(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_synth_dataset(args: argparse.Namespace, p: Params) -> None:
-    from specgan.synth_kit import make_kit
+    from specgan.data.synth_kit import make_kit
 
     out = make_kit(args.out, n_per_class=args.per_class, seed=args.seed)
     print(f"synthetic drum kit written to {out}")
 
 
 def cmd_set_source(args: argparse.Namespace, p: Params) -> None:
-    from specgan.data_source import set_source
+    from specgan.data.source import set_source
 
     set_source(args.source, root=Path(args.params).parent, sha256=args.sha256)
     print(f"data.dvc and params.yaml now name {args.source}; run `dvc repro` to fetch and pin it")
 
 
 def cmd_features(args: argparse.Namespace, p: Params) -> None:
-    from specgan.features import featurize_shard, run_features
+    from specgan.data.features import featurize_shard, run_features
 
     split = args.split or p.data.split
     if args.shard is not None:
@@ -55,8 +55,8 @@ def cmd_features(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_stats(args: argparse.Namespace, p: Params) -> None:
-    from specgan.download import read_source_info
-    from specgan.stats import run_stats
+    from specgan.data.download import read_source_info
+    from specgan.data.stats import run_stats
 
     version = read_source_info(args.data).get("data_version", "") if args.data else ""
     stats = run_stats(args.features, args.out, p.features.n_frames, version)
@@ -64,7 +64,7 @@ def cmd_stats(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_train(args: argparse.Namespace, p: Params) -> None:
-    from specgan.train import train
+    from specgan.training.train import train
 
     summary = train(args.features, args.stats, args.out, p, resume=args.resume, fresh=args.fresh,
                     metrics_path=args.metrics, log_csv=args.log_csv)
@@ -74,7 +74,7 @@ def cmd_train(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_render(args: argparse.Namespace, p: Params) -> None:
-    from specgan.render import render
+    from specgan.evaluation.render import render
 
     res = render(args.generator, args.out, p.render, n_samples=args.n, metrics_path=args.metrics,
                  data_dir=args.data, train_split=p.data.split, eval_cfg=p.evaluate, labels_mode=p.data.labels)
@@ -96,7 +96,7 @@ def timing_text(m: dict) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
-    from specgan.evaluate import run_evaluate
+    from specgan.evaluation.evaluate import run_evaluate
 
     m = run_evaluate(args.generator, args.data, args.out, p.evaluate, p.data.split, p.render,
                      labels_mode=p.data.labels)
@@ -112,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
 
 
 def cmd_register(args: argparse.Namespace, p: Params) -> None:
-    from specgan.registry import CHALLENGER, register
+    from specgan.registry.promotion import CHALLENGER, register
 
     res = register(args.generator, p, eval_metrics_path=args.metrics, out_json=args.out)
     gate = "no gate metric" if res.gate_value is None else f"{p.registry.gate_metric}={res.gate_value:.6g}"
@@ -122,7 +122,7 @@ def cmd_register(args: argparse.Namespace, p: Params) -> None:
 def cmd_promote(args: argparse.Namespace, p: Params) -> None:
     from dataclasses import replace
 
-    from specgan.registry import promote
+    from specgan.registry.promotion import promote
 
     cfg = replace(p.registry, model_name=args.name) if args.name else p.registry
     print(promote(cfg, version=args.version, force=args.force))
@@ -133,8 +133,8 @@ def _model_and_settings(args: argparse.Namespace, p: Params | None):
     use, or with no project folder the settings registered with the model."""
     from dataclasses import asdict
 
-    from specgan.config import override
-    from specgan.synthesize import load_model
+    from specgan.core.config import override
+    from specgan.playback.synthesize import load_model
 
     gen, registered = load_model(args.model)
     if p is not None:
@@ -146,14 +146,14 @@ def _model_and_settings(args: argparse.Namespace, p: Params | None):
 
 
 def _render_config(settings: dict):
-    from specgan.config import RenderConfig, build_section
+    from specgan.core.config import RenderConfig, build_section
 
     return build_section(RenderConfig, settings["render"], "render")
 
 
 def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
-    from specgan.config import SynthesizeConfig, build_section
-    from specgan.synthesize import Reverb, synthesize
+    from specgan.core.config import SynthesizeConfig, build_section
+    from specgan.playback.synthesize import Reverb, synthesize
 
     gen, settings = _model_and_settings(args, p)
     # The command-line values go through params validation (ranges, finiteness): one line naming the key.
@@ -169,8 +169,8 @@ def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace, p: Params | None) -> None:
-    from specgan.explore import interpolate
-    from specgan.synthesis import load_latents
+    from specgan.audio.synthesis import load_latents
+    from specgan.playback.explore import interpolate
 
     gen, settings = _model_and_settings(args, p)
     ends = []
@@ -186,12 +186,12 @@ def cmd_interpolate(args: argparse.Namespace, p: Params | None) -> None:
 def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
     import numpy as np
 
-    from specgan.atomic import write_json
-    from specgan.evaluate import fit_length
-    from specgan.explore import invert
-    from specgan.plots import waveforms_and_spectrograms
-    from specgan.synthesis import LATENTS, save_latents
-    from specgan.synthesize import write_wav
+    from specgan.audio.plots import waveforms_and_spectrograms
+    from specgan.audio.synthesis import LATENTS, save_latents
+    from specgan.core.atomic import write_json
+    from specgan.evaluation.evaluate import fit_length
+    from specgan.playback.explore import invert
+    from specgan.playback.synthesize import write_wav
 
     gen, settings = _model_and_settings(args, p)
     if not 1 <= args.starts <= 64 or not 1 <= args.steps <= 5000:
@@ -218,7 +218,7 @@ def cmd_invert(args: argparse.Namespace, p: Params | None) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, p: Params) -> None:
-    from specgan.config import plain_scalar
+    from specgan.core.config import plain_scalar
     from specgan.demo import run_demo
 
     overrides = {k: plain_scalar(v) for k, v in (kv.split("=", 1) for kv in args.set or ())}
@@ -390,7 +390,7 @@ WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # a ful
 def run_reporting_errors(prog: str, call: Callable[[], int | None]) -> int:
     """Run a command; errors the user can act on become one line on stderr (credentials in URLs removed) and
     exit code 1. Shared by ``specgan`` and ``specgan-kfp``."""
-    from specgan.redact import redact_url
+    from specgan.core.redact import redact_url
 
     try:
         return int(call() or 0)

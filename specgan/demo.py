@@ -18,10 +18,10 @@ from pathlib import Path
 import yaml
 
 import specgan
-from specgan.config import set_key
-from specgan.data_source import set_source
-from specgan.errors import SpecganError
-from specgan.synth_kit import make_kit
+from specgan.core.config import set_key
+from specgan.core.errors import SpecganError
+from specgan.data.source import set_source
+from specgan.data.synth_kit import make_kit
 
 # CPU-sized values (everything else comes from the project's params.yaml). The seed recipe at this size
 # stays mode-collapsed for its first thousand iterations (BENCHMARKS.md), so the demo adds two named
@@ -32,7 +32,7 @@ from specgan.synth_kit import make_kit
 # runs 1.7x the iterations a second of batch 16 here, and three times the seed's learning rate learns
 # faster: 4,200 iterations take about 3.5-4 minutes in all on a fast hour, 5.5 on a slow one
 # (BENCHMARKS.md, "Training longer": 4,200 against 2,814 lowered the Frechet distance in five seeds of five).
-# A time-envelope term in G's loss (specgan.envelope) brings the onset closer to real hits'.
+# A time-envelope term in G's loss (specgan.training.envelope) brings the onset closer to real hits'.
 # `specgan demo --set model.minibatch_std=0 --set train.dcgan.r1_weight=0.0 --set train.dcgan.lr=2.0e-4
 # --set train.envelope_weight=0 --set train.g_ema=0` is the seed recipe at the demo's size.
 DEMO_OVERRIDES: dict[str, object] = {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from specgan.config import Params, load_params
-from specgan.synth_kit import make_kit
+from specgan.core.config import Params, load_params
+from specgan.data.synth_kit import make_kit
 from tests.services import ROOT, FileServer, serve_files, start_mlflow_server, start_moto_server
 
 
@@ -30,8 +30,8 @@ def kit_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, kit_dir, params) -> tuple[Path, Path]:
     """Features and stats of the synthetic kit (all splits)."""
-    from specgan.features import run_features
-    from specgan.stats import run_stats
+    from specgan.data.features import run_features
+    from specgan.data.stats import run_stats
 
     root = tmp_path_factory.mktemp("prepared")
     run_features(kit_dir, root / "features", params.features, "all", workers=1)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import yaml
 
-from specgan.config import ConfigError, load_params
+from specgan.core.config import ConfigError, load_params
 from tests.services import ROOT, run_cli
 
 

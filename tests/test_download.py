@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from specgan.config import DownloadConfig
-from specgan.download import SOURCE_INFO, download
-from specgan.errors import DownloadError, UnsafeArchiveError
-from specgan.hashing import file_sha256
-from specgan.storage import s3_client
+from specgan.core.config import DownloadConfig
+from specgan.core.errors import DownloadError, UnsafeArchiveError
+from specgan.core.hashing import file_sha256
+from specgan.data.download import SOURCE_INFO, download
+from specgan.data.storage import s3_client
 
 FAST = DownloadConfig(retries=4, backoff_s=0.01, timeout_s=10, deadline_s=60.0, max_extracted_mb=4096.0,
                       max_members=100000, max_ratio=100.0)
@@ -127,7 +127,7 @@ def test_not_an_archive_is_refused(file_server, tmp_path):
 
 def test_zip_and_folder_sources_keep_only_audio(kit_dir, tmp_path):
     (kit_dir / "drums" / "README.txt").write_text("not audio")
-    from specgan.synth_kit import make_kit
+    from specgan.data.synth_kit import make_kit
 
     zipped = make_kit(tmp_path / "kit.zip", n_per_class=2, seed=1)
     assert download(str(zipped), tmp_path / "from_zip", FAST).n_files == 15

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import yaml
 
-from specgan.data_source import read_pinned_source
-from specgan.storage import s3_client
+from specgan.data.source import read_pinned_source
+from specgan.data.storage import s3_client
 from tests.services import ROOT, copy_project, run_cli, run_dvc
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import torch
 
-from specgan.checkpoints import list_checkpoints, load_checkpoint
-from specgan.gan import GanState, GanStep
+from specgan.training.checkpoints import list_checkpoints, load_checkpoint
+from specgan.training.gan import GanState, GanStep
 from tests.services import run_cli
 from tests.tiny import train_args
 

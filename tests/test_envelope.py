@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from specgan.config import ModelConfig
-from specgan.data import normalize
-from specgan.envelope import EnvelopeMatching, TimeEnvelope
-from specgan.models import Generator
-from specgan.shards import load_features
-from specgan.stats import NormStats
+from specgan.core.config import ModelConfig
+from specgan.data.normalize import normalize
+from specgan.data.shards import load_features
+from specgan.data.stats import NormStats
+from specgan.model.networks import Generator
+from specgan.training.envelope import EnvelopeMatching, TimeEnvelope
 from tests.services import run_cli
 from tests.tiny import train_args
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from specgan.evaluate import RealSet, evaluate_audio, load_real
-from specgan.hashing import file_sha256
-from specgan.synth_kit import make_kit
+from specgan.core.hashing import file_sha256
+from specgan.data.synth_kit import make_kit
+from specgan.evaluation.evaluate import RealSet, evaluate_audio, load_real
 from tests.services import run_cli
 from tests.tiny import train_args
 
@@ -123,7 +123,7 @@ def test_fresh_real_clips_score_like_the_baseline_at_any_sample_size(tmp_path, s
     (another kit of the same voices) score near it, whether 40 or 160 are generated; half the held-out clips
     against the other half (the earlier baseline) scores far more and would make fresh real clips look many
     times better than real. (With 21 held-out clips the distances are noisy: the bounds are loose.)"""
-    from specgan.evaluate import Descriptors, frechet_distance
+    from specgan.evaluation.evaluate import Descriptors, frechet_distance
 
     fresh = load_real(make_kit(tmp_path / "fresh", n_per_class=30, seed=99), "train", params.features)
     held = Descriptors(params.evaluate, 16000).vectors(splits["test"].audio)

@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from specgan.errors import FeaturesError
-from specgan.features import load_manifest, read_summary, run_features
-from specgan.shards import load_features
-from specgan.stats import NormStats, run_stats
+from specgan.core.errors import FeaturesError
+from specgan.data.features import load_manifest, read_summary, run_features
+from specgan.data.shards import load_features
+from specgan.data.stats import NormStats, run_stats
 from tests.services import ROOT, run_cli
 
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
@@ -86,8 +86,8 @@ def _with_list_chunk(wav: bytes) -> bytes:
 def test_pcm16_wav_fast_path_decodes_exactly_what_libsndfile_decodes(tmp_path, params, frames, rate, channels, fmt):
     """Bytes handed to load_clip (the features step's path) take the fast path for 16-bit PCM WAV; a path
     alone goes through libsndfile. Both must give the same float64 clip, bit for bit."""
-    from specgan import spectral
-    from specgan.spectral import load_clip
+    from specgan.data import spectral
+    from specgan.data.spectral import load_clip
 
     audio = np.stack([_hit(frames, rate, c) * (0.9 - 0.2 * c) for c in range(channels)], 1)
     path = tmp_path / "hit.wav"
@@ -292,7 +292,7 @@ def test_a_huge_clip_file_is_hashed_in_pieces_and_decoded_from_disk(tmp_path, pa
     import struct
     import tracemalloc
 
-    from specgan.features import WHOLE_READ_BYTES, featurize_shard
+    from specgan.data.features import WHOLE_READ_BYTES, featurize_shard
 
     data = tmp_path / "data"
     data.mkdir()

@@ -15,12 +15,12 @@ import pytest
 import torch
 import yaml
 
-from specgan.config import params_from_dict
+from specgan.core.config import params_from_dict
+from specgan.core.pipeline_params import EXPOSED, lookup
+from specgan.data.shards import load_features
+from specgan.data.stats import NormStats
+from specgan.data.storage import s3_client
 from specgan.demo import apply_overrides
-from specgan.pipeline_params import EXPOSED, lookup
-from specgan.shards import load_features
-from specgan.stats import NormStats
-from specgan.storage import s3_client
 from tests.services import ROOT, copy_project, run_cli, run_dvc, run_kfp, start_mlflow_server
 from tests.tiny import NO_RULES, TINY
 
@@ -84,7 +84,7 @@ def _producers(task: dict) -> list[str]:
 def test_cached_tasks_depend_only_on_cached_artifacts_and_the_params_they_read(compiled, params):
     """The backend's cache key includes input artifact ids: a cached task fed by an uncached task's artifact
     would rerun every time. Each task's params artifact holds only the sections it reads."""
-    from specgan.pipeline_params import TASK_SECTIONS, resolve, section_text
+    from specgan.core.pipeline_params import TASK_SECTIONS, resolve, section_text
 
     _, d = compiled
     tasks = d["spec"]["root"]["dag"]["tasks"]
@@ -132,7 +132,7 @@ def test_cluster_tasks_require_a_tracking_server_and_local_runs_do_not(compiled,
     from kfp import dsl
 
     from components import make_components
-    from specgan.tracking import REQUIRE_ENV, TrackingError
+    from specgan.core.tracking import REQUIRE_ENV, TrackingError
 
     _, d = compiled
     executors = d["spec"]["deploymentSpec"]["executors"]
@@ -158,7 +158,7 @@ def test_core_package_never_imports_kfp():
     found = subprocess.run(["git", "grep", "-nE", "import kfp|from kfp", "--", "specgan/"], cwd=ROOT,
                            capture_output=True, text=True)
     assert found.returncode == 1 and not found.stdout, found.stdout
-    code = "import sys, specgan.cli, specgan.train, specgan.render; print('kfp' in sys.modules)"
+    code = "import sys, specgan.cli, specgan.training.train, specgan.evaluation.render; print('kfp' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
     assert run_cli("kfp", check=False).returncode == 2  # not a specgan command any more
@@ -181,7 +181,7 @@ def test_python_m_pipeline_is_the_same_command():
 
 
 def test_run_arguments_are_typed_from_the_signature(params):
-    from specgan.pipeline_params import typed_arguments
+    from specgan.core.pipeline_params import typed_arguments
 
     typed = typed_arguments(["train_epochs=5", "data_source=/x", "model_dim=8", "registry_model_name=123"],
                             params.to_dict())
@@ -266,7 +266,7 @@ def test_train_component_resumes_from_the_checkpoint_volume(prepared, tmp_path, 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     train_fn = make_components("unused").train.python_func
     feats, stats = prepared
-    from specgan.pipeline_params import section_text
+    from specgan.core.pipeline_params import section_text
 
     tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in TINY.items()])
     (tmp_path / "params.yaml").write_text(section_text(tiny.to_dict(), "train"))  # what params-sections writes
@@ -296,7 +296,7 @@ def test_train_task_runs_one_process_per_gpu_through_torchrun(prepared, tmp_path
     from kfp import dsl
 
     from components import make_components
-    from specgan.pipeline_params import section_text
+    from specgan.core.pipeline_params import section_text
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "ddp-task")

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from specgan import losses
-from specgan.gan import GanState, GanStep
-from specgan.models import Discriminator, Generator, _upsampler, minibatch_std, n_params
+from specgan.model import losses
+from specgan.model.networks import Discriminator, Generator, _upsampler, minibatch_std, n_params
+from specgan.training.gan import GanState, GanStep
 
 
 def test_full_width_shapes_and_parameter_counts(params):

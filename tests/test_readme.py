@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from specgan.cli import build_parser
-from specgan.tracking import flatten
+from specgan.core.tracking import flatten
 from tests.services import BIN, ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -214,8 +214,8 @@ def collapsed_copy(generator: Path, dest: Path) -> Path:
 
 def test_gate_refuses_collapsed_and_memorizing_models_whatever_their_distance(
         two_models, evaluations, kit_dir, tmp_path, params, env):
-    from specgan.evaluate import evaluate_audio, load_real
-    from specgan.hashing import file_sha256
+    from specgan.core.hashing import file_sha256
+    from specgan.evaluation.evaluate import evaluate_audio, load_real
 
     name = ["--set", "registry.model_name=drums-gate"]
     run_cli("register", "--generator", str(two_models[0]), "--metrics", str(evaluations[0]), *name, env=env)

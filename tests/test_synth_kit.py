@@ -9,8 +9,8 @@ import time
 
 import soundfile as sf
 
-from specgan.audio import read_labels
-from specgan.synth_kit import CLASSES, make_kit
+from specgan.data.audio_files import read_labels
+from specgan.data.synth_kit import CLASSES, make_kit
 
 
 def test_kit_is_deterministic_and_seeded(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from specgan.synth_kit import synth_hit
-from specgan.synthesis import CPU_CHUNK, invert, spectral_convergence
-from specgan.synthesize import sequence
+from specgan.audio.synthesis import CPU_CHUNK, invert, spectral_convergence
+from specgan.data.synth_kit import synth_hit
+from specgan.playback.synthesize import sequence
 from tests.services import run_cli
 from tests.tiny import train_args
 
@@ -170,10 +170,10 @@ def test_the_log_floor_decodes_to_silence_at_any_log_eps(params):
     """``features.log_eps`` is taken off again after ``exp``: at 0.1 (a 20 dB floor under a unit bin) a silent
     tail stays 45 dB and more under the hit; ``exp`` alone (SPEC.md 8, exact only for its 1e-6) left it at
     15-35 dB under, an audible hiss."""
-    from specgan.data import denormalize, normalize
-    from specgan.running_stats import RunningStats
-    from specgan.spectral import log_spectrogram
-    from specgan.stats import NormStats
+    from specgan.data.normalize import denormalize, normalize
+    from specgan.data.running_stats import RunningStats
+    from specgan.data.spectral import log_spectrogram
+    from specgan.data.stats import NormStats
 
     feat = replace(params.features, log_eps=0.1)
     rng = np.random.default_rng(0)

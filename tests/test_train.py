@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import torch
 
-from specgan.checkpoints import list_checkpoints, load_checkpoint
+from specgan.training.checkpoints import list_checkpoints, load_checkpoint
 from tests.services import BIN, free_port, run_cli
 from tests.tiny import train_args
 
@@ -239,7 +239,7 @@ def test_metrics_resent_after_a_failed_send_skip_the_steps_the_server_already_ho
     holds that step again, and it must not reach the run's history twice."""
     from mlflow.entities import Metric
 
-    from specgan.run_log import RunLog
+    from specgan.training.run_log import RunLog
 
     before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

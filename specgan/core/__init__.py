@@ -1,0 +1,1 @@
+"""Shared foundations: params (config), errors, atomic writes, hashing, redaction, MLflow tracking helpers."""

@@ -1,0 +1,1 @@
+"""Quality: the offline metrics beside real baselines, and the rendered gallery."""

@@ -1,0 +1,1 @@
+"""Using a trained generator: synthesize, interpolate, invert."""

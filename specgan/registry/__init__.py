@@ -1,0 +1,1 @@
+"""MLflow registry: registering, the promotion gate, the pyfunc model, sweeps."""
