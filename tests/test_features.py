@@ -129,6 +129,7 @@ def test_stats_are_population_mean_and_std(parity_dir, tmp_path, params):
     assert NormStats.load(tmp_path / "stats.json").to_dict() == stats.to_dict()
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("shards,workers", [(1, 1), (2, 2), (7, 2), (7, 1)])
 def test_features_and_stats_do_not_depend_on_shards_or_workers(kit_dir, tmp_path, params, shards, workers):
     from dataclasses import replace
@@ -138,13 +139,15 @@ def test_features_and_stats_do_not_depend_on_shards_or_workers(kit_dir, tmp_path
     ref_stats = run_stats(base, tmp_path / "base.json", 128)
     cfg = replace(params.features, shards=shards)
     run_features(kit_dir, tmp_path / "f", cfg, "all", workers=workers)
-    np.testing.assert_array_equal(load_features(tmp_path / "f"), load_features(base))
+    # Each clip's features come from its own samples (a chunk's clips are batched only for speed): equal to
+    # float32 rounding, not bit for bit, since a batched kernel may round differently on another machine.
+    np.testing.assert_allclose(load_features(tmp_path / "f"), load_features(base), rtol=0, atol=1e-5)
     assert [r["path"] for r in load_manifest(tmp_path / "f")] == [r["path"] for r in load_manifest(base)]
     stats = run_stats(tmp_path / "f", tmp_path / "s.json", 128)
-    single = load_features(base).astype(np.float64)
-    np.testing.assert_allclose(stats.mean, single.mean(axis=(0, 2)), rtol=1e-9)
-    np.testing.assert_allclose(stats.std, single.std(axis=(0, 2)), rtol=1e-9)
-    np.testing.assert_allclose(stats.std, ref_stats.std, rtol=1e-9)
+    mine = load_features(tmp_path / "f").astype(np.float64)  # the stats are exact for the features they read
+    np.testing.assert_allclose(stats.mean, mine.mean(axis=(0, 2)), rtol=1e-9)
+    np.testing.assert_allclose(stats.std, mine.std(axis=(0, 2)), rtol=1e-9)
+    np.testing.assert_allclose(stats.std, ref_stats.std, rtol=1e-6)  # and as near the other split's as those
 
 
 def test_manifest_records_provenance_and_labels(kit_dir, tmp_path, params):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import subprocess
+import sys
 import tarfile
 import time
+from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from specgan.data.audio_files import read_labels
 from specgan.data.synth_kit import CLASSES, make_kit
+from tests.services import ROOT
 
 
 def test_kit_is_deterministic_and_seeded(tmp_path):
@@ -55,3 +61,35 @@ def test_extra_test_clips_join_the_held_out_split_and_leave_training_alone(tmp_p
     more = splits(make_kit(tmp_path / "more", n_per_class=10, seed=1, extra_test=4))
     assert more["train"] == plain["train"] == 8 * len(CLASSES) and more["valid"] == plain["valid"]
     assert more["test"] == plain["test"] + 4 * len(CLASSES)
+
+
+HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
+
+
+@pytest.mark.skipif(not HYDROGEN.is_dir(), reason="apt-get install hydrogen-data (CI installs it)")
+def test_the_kit_sounds_like_recorded_drums(tmp_path):
+    """bench/kit_calibration.py, as a user runs it: the demo's kit (60 a class) against Hydrogen's recorded
+    kits; every class's decay, attack and centroid percentiles within 25% (or a few analysis hops)."""
+    kit = make_kit(tmp_path / "kit", n_per_class=60, seed=0)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "kit_calibration.py"), str(kit), str(HYDROGEN),
+                           "--json", str(tmp_path / "cal.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "0 of 63 percentiles outside 25%" in proc.stdout
+    cal = json.loads((tmp_path / "cal.json").read_text())
+    assert cal["misses"] == [] and set(cal["ratios"]) == set(CLASSES)
+    # The old kit's flaws stay fixed: a kick falls 30 dB within half a second, a clap within 0.2 s.
+    assert cal["kit"]["kick"]["decay_s"][1] < 0.5 and cal["kit"]["clap"]["decay_s"][1] < 0.2
+
+
+def test_the_calibration_check_fails_on_a_kit_that_rings_too_long(tmp_path):
+    """The same script exits 1 and names the class when a voice's decay is off (kicks stretched 3x)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import kit_calibration as cal
+    finally:
+        sys.path.pop(0)
+    kit = cal.summary(cal.measure(make_kit(tmp_path / "kit", n_per_class=20, seed=0)))
+    real = json.loads(json.dumps(kit))
+    real["kick"]["decay_s"] = [v / 3 for v in real["kick"]["decay_s"]]
+    assert cal.misses(kit, kit) == []
+    assert {m.split()[0] for m in cal.misses(kit, real)} == {"kick"}

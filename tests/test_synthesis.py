@@ -16,7 +16,8 @@ from specgan.playback.synthesize import sequence
 from tests.services import run_cli
 from tests.tiny import train_args
 
-SC_BOUND_20 = 0.12  # spectral convergence after 20 fast Griffin-Lim iterations, padded as SPEC.md 8 does
+SC_BOUND_20 = 0.2  # spectral convergence after 20 fast Griffin-Lim iterations, padded as SPEC.md 8 does
+# (the calibrated kit: kick 0.15, snare 0.09, tom 0.16, closed hat 0.06; the old, longer hits reached 0.12)
 
 
 def known_magnitudes(params) -> torch.Tensor:
@@ -42,13 +43,20 @@ def test_twenty_iterations_reach_the_bound_and_more_do_not_hurt(params):
     assert sc[20].mean() < plain.mean()
 
 
+@pytest.mark.numerics
 def test_a_batch_larger_than_the_cpu_chunk_inverts_each_clip_as_alone(params):
-    """On the CPU ``invert`` works CPU_CHUNK clips at a time; a clip's audio must not depend on that."""
+    """On the CPU ``invert`` works CPU_CHUNK clips at a time; a clip's audio must not depend on that.
+
+    Not bit for bit: batched FFT kernels may round differently from single ones (seen: the 4th-5th significant
+    digit on another machine), and 20 momentum iterations carry that on. The bound is 1e-3 of full scale
+    (-60 dB), while a clip that took another clip's phases or peak, the bugs this guards, is off by order 1."""
     mag = known_magnitudes(params).repeat(3, 1, 1)[:CPU_CHUNK + 3]  # a full chunk and a partial one
     mag = mag * torch.linspace(0.5, 2.0, mag.shape[0])[:, None, None]
     together = invert(mag, params.features, params.render)
     alone = torch.cat([invert(m[None], params.features, params.render) for m in mag])
-    assert together.shape == alone.shape and torch.equal(together, alone)
+    assert together.shape == alone.shape
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-3)
+    assert (together[1] - alone[0]).abs().max() > 0.1  # a different clip is far outside the bound
 
 
 def test_output_length_peak_and_silence(params):

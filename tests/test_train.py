@@ -41,6 +41,7 @@ def generator_weights(out: Path) -> dict:
     return torch.load(out / "generator.pt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.numerics
 def test_killed_and_resumed_run_ends_with_the_same_weights(prepared, tmp_path):
     env = sqlite_env(tmp_path)
     run_cli(*train_args(prepared, tmp_path / "straight", 8), env=env)
