@@ -1,7 +1,7 @@
 """The demo's training iteration on the CPU: the project's step against the same step as it was written
 before the CPU work of 2026-12-04 (contiguous layout, ``torch.var`` in the minibatch-std feature), same run.
 
-Both run the demo's settings (``specgan.demo.DEMO_OVERRIDES``: width 8, batch 8, minibatch std 4, lazy
+Both run the demo's settings (params.yaml's ``recipes.demo``: width 8, batch 8, minibatch std 4, lazy
 R1 every 4 D updates, the weights' moving average) on random data, in alternating blocks so that a
 machine whose speed drifts slows both alike. Prints iterations a second for each and their ratio.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from specgan.core.config import load_params
-from specgan.demo import DEMO_OVERRIDES
+from specgan.demo import DEMO_RECIPE
 from specgan.model import networks as models
 from specgan.training.gan import GanState, GanStep, fast_step
 
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    p = load_params(ROOT / "params.yaml", [f"{k}={v}" for k, v in DEMO_OVERRIDES.items()])
+    p = load_params(ROOT / "params.yaml", [f"recipe={DEMO_RECIPE}"])
     b = p.train.batch_size
     data = torch.rand(42 * b, 1, 128, 128) * 2 - 1
     runs = {}

@@ -84,9 +84,9 @@ def section(run: Run, name: str, fn: Callable[[Run], dict]) -> None:
 # ---------------------------------------------------------------- 1. throughput
 
 
-def _configs(run: Run, recipe: str = "dcgan", compile_: bool = False):
+def _configs(run: Run, loss: str = "dcgan", compile_: bool = False):
     model = replace(run.p.model, model_dim=run.width)
-    train = replace(run.p.train, batch_size=run.batch, compile=compile_, device=run.device.type, recipe=recipe)
+    train = replace(run.p.train, batch_size=run.batch, compile=compile_, device=run.device.type, loss=loss)
     return model, train
 
 
@@ -237,12 +237,12 @@ def real_loop(run: Run) -> dict:
     n = 64 if run.args.small else 2350
     res: dict = {"clips": n}
     feats, stats = _synthetic_features(run.work / "loop", n)
-    for recipe in ("dcgan", "wgan_gp"):
+    for loss in ("dcgan", "wgan_gp"):
         p = run.p
-        t = replace(p.train, recipe=recipe, batch_size=run.batch, epochs=2, checkpoint_every_epochs=1,
+        t = replace(p.train, loss=loss, batch_size=run.batch, epochs=2, checkpoint_every_epochs=1,
                     grid_every_epochs=1, log_every_iters=1, device=run.device.type)
         p = replace(p, model=replace(p.model, model_dim=run.width), train=t)
-        out, whole = run.work / f"loop-{recipe}", run.work / f"loop-{recipe}-whole"
+        out, whole = run.work / f"loop-{loss}", run.work / f"loop-{loss}-whole"
         run.sync()
         t0 = time.perf_counter()
         first = train(feats, stats, out, p, tracking=False, log_csv=out / "log.csv")
@@ -253,7 +253,7 @@ def real_loop(run: Run) -> dict:
         a = torch.load(out / "generator.pt", weights_only=True)["state_dict"]
         b = torch.load(whole / "generator.pt", weights_only=True)["state_dict"]
         diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-        res[recipe] = {"first_run": first, "first_run_s": round(t1 - t0, 2), "resumed": resumed,
+        res[loss] = {"first_run": first, "first_run_s": round(t1 - t0, 2), "resumed": resumed,
                        "checkpoints": sorted(x.name for x in (out / "checkpoints").iterdir()),
                        "grids": len(list((out / "grids").glob("*.png"))),
                        "resumed_vs_unbroken_max_abs_weight_diff": diff,

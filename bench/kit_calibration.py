@@ -9,7 +9,8 @@ For every clip (any rate, format and length; mono mix, resampled to the features
 - centroid: the spectral centroid in Hz of the frames within 30 dB of the loudest (power-weighted).
 Per class it prints the median with the 10th-90th percentile for each folder and the ratio of each figure
 (kit / real). Classes come from the folder a clip sits in when that names a class, else from keywords in
-its file name (Hydrogen's `Kick-Hard.wav`, `808_Hat_Open.flac`); clips of no known class are skipped.
+its file name (Hydrogen's `Kick-Hard.wav`, `808_Hat_Open.flac`; specgan.data.labelled); clips of no known
+class are skipped.
 """
 
 from __future__ import annotations
@@ -23,38 +24,14 @@ import numpy as np
 
 from specgan.core.config import FeaturesConfig
 from specgan.data.audio_files import list_audio
+from specgan.data.labelled import CLASSES, class_by_keyword
 from specgan.data.spectral import RejectedClip, decode_clip
 
-CLASSES = ("kick", "snare", "clap", "closed_hat", "open_hat", "tom", "cymbal")
-# File-name keywords, first match wins (so `cowbell` is skipped before `bell` makes it a cymbal).
-KEYWORDS = (
-    (None, ("cowbell", "clave", "shaker", "conga", "tamb", "perc")),
-    ("closed_hat", ("closed_hat", "hatclosed", "hat_closed", "closedhat", "hatpedal", "hat_pedal", "chh")),
-    ("open_hat", ("open_hat", "hatopen", "hat_open", "openhat", "semiopen", "ohh")),
-    ("kick", ("kick", "bassdrum", "bass_drum")),
-    ("snare", ("snare", "sidestick", "rimshot")),
-    ("clap", ("clap",)),
-    ("tom", ("tom",)),
-    ("cymbal", ("cymbal", "crash", "ride", "splash", "china", "bell")),
-)
 SECONDS = 1.0
 QUANTILES = (10, 50, 90)
 FIGURES = ("decay_s", "attack_ms", "centroid_hz")
 TOLERANCE = 0.25  # a kit's percentile within 25% of the recordings'...
 FLOOR = {"decay_s": 0.02, "attack_ms": 2.0, "centroid_hz": 50.0}  # ...or this near (a few analysis hops)
-
-
-def class_of(rel: str) -> str | None:
-    """The clip's class: its folder's name when that is a class, else keywords in its file name."""
-    parts = Path(rel).parts
-    for folder in reversed(parts[:-1]):
-        if folder.lower() in CLASSES:
-            return folder.lower()
-    name = Path(rel).stem.lower().replace("-", "_").replace(" ", "_")
-    for label, words in KEYWORDS:
-        if any(w in name for w in words):
-            return label
-    return None
 
 
 def _rms_db(x: np.ndarray, win: int, hop: int) -> np.ndarray:
@@ -92,7 +69,7 @@ def measure(folder: str | Path, sr: int = 16000) -> dict[str, list[dict[str, flo
                          hop_length=128, log_eps=1e-6, shards=1, workers=1)
     out: dict[str, list[dict[str, float]]] = {c: [] for c in CLASSES}
     for rel in list_audio(folder):
-        label = class_of(rel)
+        label = class_by_keyword(rel)
         if label is None:
             continue
         try:

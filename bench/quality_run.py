@@ -52,9 +52,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.demo:
-        from specgan.demo import DEMO_EXTRA_TEST, DEMO_KIT_PER_CLASS, DEMO_OVERRIDES
+        from specgan.demo import DEMO_EXTRA_TEST, DEMO_KIT_PER_CLASS, DEMO_RECIPE
 
-        p = load_params(ROOT / "params.yaml", [f"{k}={v}" for k, v in DEMO_OVERRIDES.items()] + args.set)
+        p = load_params(ROOT / "params.yaml", [f"recipe={DEMO_RECIPE}", *args.set])
         per_class, extra_test = args.per_class or DEMO_KIT_PER_CLASS, DEMO_EXTRA_TEST
     else:
         p = load_params(ROOT / "params.yaml", args.set)

@@ -14,7 +14,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 
 
 def resolve_params(params_yaml: str, data_source: str, data_sha256: str, data_split: str, feature_shards: int,
-                   model_dim: int, train_recipe: str, train_epochs: int, train_batch_size: int, train_seed: int,
+                   model_dim: int, train_loss: str, train_epochs: int, train_batch_size: int, train_seed: int,
                    render_n_samples: int, evaluate_n_generated: int, registry_model_name: str,
                    params: Output[Artifact]) -> NamedTuple("Sections", [("data", str), ("train", str),  # noqa: UP014
                                                                         ("quality", str)]):
@@ -28,7 +28,7 @@ def resolve_params(params_yaml: str, data_source: str, data_sha256: str, data_sp
     from specgan.core.pipeline_params import TASK_SECTIONS, resolve, section_text
 
     values = dict(data_source=data_source, data_sha256=data_sha256, data_split=data_split,
-                  feature_shards=feature_shards, model_dim=model_dim, train_recipe=train_recipe,
+                  feature_shards=feature_shards, model_dim=model_dim, train_loss=train_loss,
                   train_epochs=train_epochs, train_batch_size=train_batch_size, train_seed=train_seed,
                   render_n_samples=render_n_samples, evaluate_n_generated=evaluate_n_generated,
                   registry_model_name=registry_model_name)

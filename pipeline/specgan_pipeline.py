@@ -124,7 +124,7 @@ def build_pipeline(params: Params, cluster: Cluster, sweep: Sweep | None = None)
     def specgan_pipeline(
         data_source: str = default["data_source"], data_sha256: str = default["data_sha256"],
         data_split: str = default["data_split"], feature_shards: int = default["feature_shards"],
-        model_dim: int = default["model_dim"], train_recipe: str = default["train_recipe"],
+        model_dim: int = default["model_dim"], train_loss: str = default["train_loss"],
         train_epochs: int = default["train_epochs"], train_batch_size: int = default["train_batch_size"],
         train_seed: int = default["train_seed"], render_n_samples: int = default["render_n_samples"],
         evaluate_n_generated: int = default["evaluate_n_generated"],
@@ -132,7 +132,7 @@ def build_pipeline(params: Params, cluster: Cluster, sweep: Sweep | None = None)
     ) -> str:
         resolved = c.resolve(
             params_yaml=params_yaml, data_source=data_source, data_sha256=data_sha256, data_split=data_split,
-            feature_shards=feature_shards, model_dim=model_dim, train_recipe=train_recipe, train_epochs=train_epochs,
+            feature_shards=feature_shards, model_dim=model_dim, train_loss=train_loss, train_epochs=train_epochs,
             train_batch_size=train_batch_size, train_seed=train_seed, render_n_samples=render_n_samples,
             evaluate_n_generated=evaluate_n_generated, registry_model_name=registry_model_name)
         resolved.set_caching_options(False)  # cheap, and its outputs must follow the run's parameters

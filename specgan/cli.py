@@ -39,6 +39,23 @@ def cmd_set_source(args: argparse.Namespace, p: Params) -> None:
     print(f"data.dvc and params.yaml now name {args.source}; run `dvc repro` to fetch and pin it")
 
 
+def cmd_recipe(args: argparse.Namespace, p: Params) -> None:
+    from specgan.core.config import safe_yaml
+    from specgan.core.recipes import recipe_values, write_recipe
+
+    path = Path(args.params)
+    recipes = safe_yaml(path.read_text(), str(path)).get("recipes") or {}
+    if args.name is None:
+        print(f"{path}: recipe {p.recipe}")
+        for name, body in recipes.items():
+            print(f"  {name}: {len(recipe_values(recipes, name))} values" + (f" (extends {body['extends']})"
+                                                                         if "extends" in body else ""))
+        return
+    label = write_recipe(path, args.name)
+    changed = [k for k, v in recipe_values(recipes, args.name).items()]
+    print(f"{path} now holds recipe {label} ({len(changed)} values written); `dvc repro` or `dvc exp run` trains it")
+
+
 def cmd_features(args: argparse.Namespace, p: Params) -> None:
     from specgan.data.features import featurize_shard, run_features
 
@@ -222,7 +239,8 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
     from specgan.demo import run_demo
 
     overrides = {k: plain_scalar(v) for k, v in (kv.split("=", 1) for kv in args.set or ())}
-    r = run_demo(args.workdir, overrides, **({"kit_per_class": args.kit_per_class} if args.kit_per_class else {}))
+    r = run_demo(args.workdir, overrides, source=args.source,
+                 **({"kit_per_class": args.kit_per_class} if args.kit_per_class else {}))
     ui = (f"mlflow ui --backend-store-uri {r['tracking_uri']}" if r["tracking_uri"].startswith("sqlite")
           else f"open {r['tracking_uri']}")
     m = r["metrics"]
@@ -281,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", help="http(s)://, s3://, local archive or folder")
     sp.add_argument("--sha256", default="", help="expected archive sha256 (optional)")
     sp.set_defaults(func=cmd_set_source)
+
+    sp = sub.add_parser("recipe", help="switch params.yaml to a named recipe (seed, paper, stable, demo)")
+    sp.add_argument("name", nargs="?", help="the recipe to write into params.yaml; none: list them")
+    sp.set_defaults(func=cmd_recipe)
 
     sp = sub.add_parser("features", help="log-magnitude STFT features, sharded and parallel")
     sp.add_argument("--data", required=True, help="folder of audio (the download output)")
@@ -374,9 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--features", help="the training features folder: also report the nearest training clip")
     sp.set_defaults(func=cmd_invert, params_optional=True)
 
-    sp = sub.add_parser("demo", help="offline demo: synthetic kit through every stage with dvc repro (CPU)")
+    sp = sub.add_parser("demo", help="offline demo: a drum kit through every stage with dvc repro (CPU)")
     sp.add_argument("--workdir", default="specgan-demo", help="a new folder for the demo project")
     sp.add_argument("--kit-per-class", type=int, help="clips per class in the synthetic kit (default 60)")
+    sp.add_argument("--source", help="real one-shots instead of the kit: a folder labelled by folder "
+                    "(DIR/kick/*.wav, ...), or `hydrogen` for Debian's hydrogen-data kits")
     sp.set_defaults(func=cmd_demo, params_free=True)
 
     for choice in sub.choices.values():

@@ -20,39 +20,13 @@ import yaml
 import specgan
 from specgan.core.config import set_key
 from specgan.core.errors import SpecganError
+from specgan.core.recipes import write_recipe
+from specgan.core.yaml_text import replace_scalar
+from specgan.data.labelled import arrange_labelled
 from specgan.data.source import set_source
 from specgan.data.synth_kit import make_kit
 
-# CPU-sized values (everything else comes from the project's params.yaml). The seed recipe at this size
-# stays mode-collapsed for its first thousand iterations (BENCHMARKS.md), so the demo adds two named
-# stabilizers: D's minibatch-stddev feature (Karras et al. 2018) and an R1 penalty (Mescheder et al. 2018),
-# applied every 4th D step (lazy regularization) and light enough to leave D sharp (gamma 0.3 against 1
-# or 3: lower Frechet distances and decay gaps; BENCHMARKS.md, "A lighter R1 penalty"). What decides
-# quality at this size is the number of iterations (BENCHMARKS.md, "iterations, not the kit"): batch 8
-# runs 1.7x the iterations a second of batch 16 here, and three times the seed's learning rate learns
-# faster: 4,200 iterations take about 3.5-4 minutes in all on a fast hour, 5.5 on a slow one
-# (BENCHMARKS.md, "Training longer": 4,200 against 2,814 lowered the Frechet distance in five seeds of five).
-# A time-envelope term in G's loss (specgan.training.envelope) brings the onset closer to real hits'.
-# `specgan demo --set model.minibatch_std=0 --set train.dcgan.r1_weight=0.0 --set train.dcgan.lr=2.0e-4
-# --set train.envelope_weight=0 --set train.g_ema=0` is the seed recipe at the demo's size.
-DEMO_OVERRIDES: dict[str, object] = {
-    "features.shards": 4,
-    "model.model_dim": 8,
-    "model.minibatch_std": 4,
-    "train.dcgan.r1_weight": 0.3,
-    "train.dcgan.r1_every": 4,  # lazy R1 (Karras et al. 2020, StyleGAN2): 1.35x the iterations a second here
-    "train.dcgan.lr": 6.0e-4,  # three times the seed's 2e-4 (BENCHMARKS.md: it learns the tonal classes sooner)
-    "train.envelope_weight": 0.01,  # G matches the data's mean time envelope (BENCHMARKS.md, "Matching the envelope")
-    "train.g_ema": 0.998,  # export a moving average of G's weights: more classes at 5%+ (BENCHMARKS.md, "Averaging G")
-    "train.epochs": 100,  # 4,200 iterations of batch 8 on 336 clips
-    "train.batch_size": 8,
-    "train.log_every_iters": 14,
-    "train.checkpoint_every_epochs": 10,
-    "train.grid_every_epochs": 10,
-    "render.n_samples": 8,
-    "evaluate.n_generated": 256,
-    "evaluate.ndb_bins": 10,
-}
+DEMO_RECIPE = "demo"  # params.yaml's recipes.demo: the stable recipe at CPU size (BENCHMARKS.md, "Recipes")
 DEMO_KIT_PER_CLASS = 60  # 48 a class to train on (336), 6 valid
 # ... and 6 + 14 = 20 a class held out (140) for the metrics' real baselines: with 6 a class (42) the Frechet
 # baseline's bootstrap standard error exceeded the baseline itself (BENCHMARKS.md)
@@ -69,11 +43,17 @@ def _project_root() -> Path:
 
 
 def apply_overrides(params_path: Path, overrides: dict[str, object]) -> None:
-    """Set dotted keys in a params.yaml file."""
-    raw = yaml.safe_load(params_path.read_text())
+    """Set dotted keys in a params.yaml file (comments and layout kept); ``recipe`` first, as --set does."""
+    text = params_path.read_text()
+    if "recipe" in overrides:
+        write_recipe(params_path, str(overrides["recipe"]))
+        text = params_path.read_text()
+    raw = yaml.safe_load(text)
     for key, value in overrides.items():
-        set_key(raw, key, value)
-    params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        if key != "recipe":
+            set_key(raw, key, value)  # a one-line error for an unknown key
+            text = replace_scalar(text, key, value)
+    params_path.write_text(text)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> None:
@@ -84,8 +64,9 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> None:
 
 
 def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
-             kit_per_class: int = DEMO_KIT_PER_CLASS) -> dict:
-    """Create ``workdir``, run the pipeline end to end, promote, and return where things are."""
+             kit_per_class: int = DEMO_KIT_PER_CLASS, source: str | Path | None = None) -> dict:
+    """Create ``workdir``, run the pipeline end to end, promote, and return where things are. ``source``: a
+    folder of real one-shots labelled by folder (or ``hydrogen``) instead of the procedural kit."""
     workdir = Path(workdir).resolve()
     if workdir.exists() and any(workdir.iterdir()):
         raise SpecganError(f"{workdir} is not empty: choose a new folder for the demo")
@@ -95,8 +76,14 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
     for name in PROJECT_FILES:
         shutil.copy(root / name, workdir / name)
     shutil.copytree(Path(specgan.__file__).parent, workdir / "specgan", ignore=shutil.ignore_patterns("__pycache__"))
-    kit = make_kit(workdir / "kit" / "drums.tar.gz", n_per_class=kit_per_class, seed=0, extra_test=DEMO_EXTRA_TEST)
-    apply_overrides(workdir / "params.yaml", {**DEMO_OVERRIDES, **(overrides or {})})
+    write_recipe(workdir / "params.yaml", DEMO_RECIPE)
+    if source is None:
+        kit = make_kit(workdir / "kit" / "drums.tar.gz", n_per_class=kit_per_class, seed=0,
+                       extra_test=DEMO_EXTRA_TEST)
+    else:
+        kit = arrange_labelled(source, workdir / "kit" / "drums")
+        overrides = {"data.labels": "folder", **(overrides or {})}
+    apply_overrides(workdir / "params.yaml", overrides or {})
     set_source(str(kit), root=workdir)
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -16,7 +16,7 @@ def test_real_params_hold_the_spec_values(params):
     assert (f.sample_rate, f.clip_samples, f.tail_pad, f.n_fft, f.hop_length) == (16000, 16384, 128, 256, 128)
     assert (f.n_bins, f.n_frames) == (129, 128)
     assert (m.latent_dim, m.model_dim, m.kernel_size) == (100, 64, 5)
-    assert t.recipe == "dcgan" and t.optim.lr == 2e-4 and t.optim.beta2 == 0.999 and t.batch_size == 64
+    assert t.loss == "dcgan" and t.optim.lr == 2e-4 and t.optim.beta2 == 0.999 and t.batch_size == 64
     assert t.wgan_gp.d_steps == 5 and t.wgan_gp.gp_weight == 10.0 and t.wgan_gp.beta2 == 0.9
     assert (r.griffin_lim_iters, r.momentum, r.pad_frames) == (20, 0.99, 100)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -36,7 +36,7 @@ def _write(tmp_path, mutate):
     (lambda r: r["train"].update(batch_size="64"), "train.batch_size: expected int, got str '64'"),
     (lambda r: r["train"].update(batch_size=0), "train.batch_size: must be >= 1, got 0"),
     (lambda r: r["train"]["dcgan"].update(lr=-1.0), "train.dcgan.lr: must be > 0, got -1.0"),
-    (lambda r: r["train"].update(recipe="vae"), "train.recipe: expected one of 'dcgan', 'wgan_gp', got 'vae'"),
+    (lambda r: r["train"].update(loss="vae"), "train.loss: expected one of 'dcgan', 'wgan_gp', got 'vae'"),
     (lambda r: r["model"].pop("model_dim"), "model.model_dim: missing"),
     (lambda r: r["train"].update(compile="yes"), "train.compile: expected bool"),
 ])

@@ -303,7 +303,7 @@ def test_train_task_runs_one_process_per_gpu_through_torchrun(prepared, tmp_path
     monkeypatch.setenv("SPECGAN_DEVICE", "cpu")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # wgan_gp: its gradient penalty takes the explicit all-reduce path (the pytorchjob test runs dcgan's DDP).
-    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in {**TINY, "train.recipe": "wgan_gp"}.items()])
+    tiny = params_from_dict(params.to_dict(), [f"{k}={v}" for k, v in {**TINY, "train.loss": "wgan_gp"}.items()])
     (tmp_path / "params.yaml").write_text(section_text(tiny.to_dict(), "train"))
     feats, stats = prepared
     make_components("unused").train.python_func(

@@ -84,14 +84,14 @@ def test_gradient_penalty_matches_hand_computation():
     assert gp2.item() == pytest.approx((math.sqrt(2) * 1.0 - 1) ** 2, rel=1e-6)
 
 
-@pytest.mark.parametrize("recipe", ["dcgan", "wgan_gp"])
-def test_one_iteration_changes_both_networks(params, recipe):
+@pytest.mark.parametrize("loss", ["dcgan", "wgan_gp"])
+def test_one_iteration_changes_both_networks(params, loss):
     model = replace(params.model, model_dim=4)
-    train = replace(params.train, recipe=recipe, batch_size=4)
+    train = replace(params.train, loss=loss, batch_size=4)
     state = GanState.create(model, train, torch.device("cpu"))
     g0 = [p.detach().clone() for p in state.G.parameters()]
     # The WGAN critic loss is blind to a constant shift, so its output bias gets exactly zero gradient.
-    d_names = [n for n, _ in state.D.named_parameters() if not (recipe == "wgan_gp" and n == "fc.bias")]
+    d_names = [n for n, _ in state.D.named_parameters() if not (loss == "wgan_gp" and n == "fc.bias")]
     d0 = [state.D.get_parameter(n).detach().clone() for n in d_names]
     step = GanStep(state, train, model.latent_dim)
     real = [torch.rand(4, 1, 128, 128) * 2 - 1 for _ in range(train.optim.d_steps)]

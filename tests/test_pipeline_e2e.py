@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from specgan.demo import DEMO_OVERRIDES, apply_overrides
+from specgan.core.config import load_params
+from specgan.demo import apply_overrides
 from tests.services import ROOT, copy_project, run_cli, run_dvc
 from tests.tiny import NO_RULES, TINY, sets
 
@@ -86,7 +87,9 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     page = (work / "outputs" / "render" / "index.html").read_text()
     assert "<td>decay_time_w1</td>" in page and "<td>attack_time_w1</td>" in page
     # the demo trains with its own stabilizers: the exported generator is G's weights' moving average
-    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["g_ema"] == DEMO_OVERRIDES["train.g_ema"] > 0
+    demo = load_params(ROOT / "params.yaml", ["recipe=demo"])
+    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["g_ema"] == demo.train.g_ema > 0
+    assert load_params(work / "params.yaml").recipe.startswith("demo, ")  # the recipe and the test's changes
     newest = sorted((work / "outputs" / "train" / "checkpoints").glob("ckpt-*.pt"))[-1]
     assert "generator_ema" in torch.load(newest, map_location="cpu", weights_only=False)["state"]
     client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")

@@ -99,7 +99,7 @@ def test_corrupt_newest_checkpoint_falls_back_and_temporaries_are_cleaned(prepar
 
 
 def test_non_finite_loss_stops_with_a_clear_error(prepared, tmp_path):
-    proc = run_cli(*train_args(prepared, tmp_path / "nan", 2, "--set", "train.recipe=wgan_gp",
+    proc = run_cli(*train_args(prepared, tmp_path / "nan", 2, "--set", "train.loss=wgan_gp",
                                "--set", "train.wgan_gp.gp_weight=1.0e+39"), env=sqlite_env(tmp_path), check=False)
     assert proc.returncode == 1
     assert "non-finite loss" in proc.stderr and "last good checkpoint: none" in proc.stderr

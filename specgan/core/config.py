@@ -106,7 +106,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    recipe: Literal["dcgan", "wgan_gp"] = _f()
+    loss: Literal["dcgan", "wgan_gp"] = _f()  # SPEC.md 7: the MATLAB example (dcgan) or the paper (wgan_gp)
     epochs: int = _f(1)
     batch_size: int = _f(1)
     seed: int = _f(0)
@@ -126,8 +126,8 @@ class TrainConfig:
 
     @property
     def optim(self) -> OptimConfig:
-        """The optimizer settings of the selected recipe."""
-        return getattr(self, self.recipe)
+        """The optimizer settings of the selected loss."""
+        return getattr(self, self.loss)
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,7 @@ class SynthesizeConfig:
 
 @dataclass(frozen=True)
 class Params:
+    recipe: str  # the named recipe and what differs from it (specgan.core.recipes.recipe_label)
     data: DataConfig
     download: DownloadConfig
     features: FeaturesConfig
@@ -315,8 +316,30 @@ def override(raw: dict, overrides: typing.Iterable[str]) -> dict:
 
 
 def params_from_dict(raw: Any, overrides: typing.Iterable[str] = ()) -> Params:
-    """Validate a nested dict (with optional KEY=VALUE overrides) into Params."""
-    raw = _apply_overrides(json.loads(json.dumps(raw)), overrides) if isinstance(raw, dict) else raw
+    """Validate a nested dict (with optional KEY=VALUE overrides) into Params.
+
+    With a ``recipes:`` mapping (a params.yaml), an override ``recipe=NAME`` first writes that recipe's values
+    into the sections, the other overrides follow, and ``recipe`` becomes the recipe's label (its name and
+    what differs from it). Without one (a task's resolved params), the sections and the label are taken as
+    they are."""
+    from specgan.core.recipes import apply_recipe, check_recipes, recipe_label
+
+    if not isinstance(raw, dict):
+        return _build(Params, raw, "")
+    raw = json.loads(json.dumps(raw))
+    recipes = raw.pop("recipes", None)
+    overrides = list(overrides)
+    if recipes is None:
+        return _build(Params, _apply_overrides(raw, overrides), "")
+    check_recipes(recipes, raw)
+    chosen = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "recipe"]
+    if chosen:
+        apply_recipe(raw, recipes, chosen[-1])
+    raw = _apply_overrides(raw, [o for o in overrides if o.split("=", 1)[0] != "recipe"])
+    name = raw.get("recipe")
+    if not isinstance(name, str) or name not in recipes:
+        raise ConfigError(f"recipe: expected one of {', '.join(map(repr, recipes))}, got {name!r}")
+    raw["recipe"] = recipe_label(raw, recipes, name)
     return _build(Params, raw, "")
 
 

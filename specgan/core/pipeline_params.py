@@ -16,7 +16,7 @@ EXPOSED: dict[str, str] = {
     "data_split": "data.split",
     "feature_shards": "features.shards",
     "model_dim": "model.model_dim",
-    "train_recipe": "train.recipe",
+    "train_loss": "train.loss",
     "train_epochs": "train.epochs",
     "train_batch_size": "train.batch_size",
     "train_seed": "train.seed",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import yaml
 
 from specgan.core.atomic import atomic_path
 from specgan.core.config import load_params
+from specgan.core.yaml_text import replace_scalar
 
 DATA_DVC = Path("data.dvc")
 SOURCE_OUT = "data/source"  # where `dvc repro` materializes the pinned dataset
@@ -26,30 +25,13 @@ def set_source(source: str, root: str | Path = ".", sha256: str = "") -> None:
     root = Path(root)
     params_path = root / "params.yaml"
     text = params_path.read_text()
-    text = _replace_key(text, "data", "source", source)
-    text = _replace_key(text, "data", "sha256", sha256)
+    text = replace_scalar(text, "data.source", source)
+    text = replace_scalar(text, "data.sha256", sha256)
     with atomic_path(params_path) as tmp:
         tmp.write_text(text)
         load_params(tmp)  # refuse to write a params.yaml that no longer validates
     with atomic_path(root / DATA_DVC) as tmp:
         tmp.write_text(data_dvc_text(source))
-
-
-def _replace_key(text: str, section: str, key: str, value: str) -> str:
-    """Replace ``section.key``'s scalar in YAML text, keeping comments and layout."""
-    lines = text.splitlines(keepends=True)
-    in_section = False
-    for i, line in enumerate(lines):
-        if re.match(rf"^{section}:\s*(#.*)?$", line):
-            in_section = True
-            continue
-        if in_section and re.match(r"^\S", line):
-            break
-        m = re.match(rf"^(\s+{key}:\s*)(\S.*?|)(\s+#.*)?$", line.rstrip("\n"))
-        if in_section and m:
-            lines[i] = f"{m.group(1)}{json.dumps(value)}{m.group(3) or ''}\n"  # JSON strings are YAML
-            return "".join(lines)
-    raise KeyError(f"params.yaml has no {section}.{key}")
 
 
 def read_pinned_source(root: str | Path = ".") -> str:

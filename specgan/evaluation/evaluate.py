@@ -359,11 +359,16 @@ def _log_metrics(metrics: dict) -> str:
     is never changed after it finished); returns the new run's id."""
     import mlflow
 
-    from specgan.core.tracking import start_run
+    from specgan.core.tracking import start_run, tracking_uri
 
     tags = {"specgan.step": "evaluate", "specgan.training_run_id": metrics["run_id"],
             "generator_sha256": metrics["generator_sha256"]}
-    with start_run(run_name=f"evaluate-{metrics['generator_sha256'][:8]}", tags=tags) as run:
+    name = f"evaluate {metrics['generator_sha256'][:8]}"
+    try:  # named after the training run it evaluates: "evaluate train stable (seed 0)"
+        name = f"evaluate {mlflow.MlflowClient(tracking_uri()).get_run(metrics['run_id']).info.run_name}"[:250]
+    except Exception:  # noqa: BLE001 (no such run here: the generator came from elsewhere)
+        pass
+    with start_run(run_name=name, tags=tags) as run:
         mlflow.log_metrics({f"quality/{k}": v for k, v in numeric_metrics(metrics).items()
                             if np.isfinite(v)}, step=metrics["iterations"])
         return run.info.run_id

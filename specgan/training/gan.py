@@ -90,7 +90,7 @@ class GanStep:
         self.g_net = state.G if g_net is None else g_net
         self.d_net = state.D if d_net is None else d_net
         self.d_frozen = state.D if d_frozen is None else d_frozen
-        self.wgan = train.recipe == "wgan_gp"
+        self.wgan = train.loss == "wgan_gp"
         self.gp_weight = train.optim.gp_weight
         self.r1_weight, self.r1_every = train.optim.r1_weight, train.optim.r1_every
         device_type = next(state.G.parameters()).device.type

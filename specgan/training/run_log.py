@@ -88,7 +88,8 @@ class RunLog:
                 return
             except mlflow.exceptions.MlflowException:
                 log.warning("MLflow run %s not found on this server; starting a new run", self.run_id)
-        run = start_run(tags={"git_commit": git_commit(), **tags})
+        name = f"train {self.p.recipe} (seed {self.p.train.seed})"  # the recipe and what differs from it
+        run = start_run(run_name=name[:250], tags={"git_commit": git_commit(), **tags})
         self.run_id = run.info.run_id
         self._close_abandoned()
         mlflow.log_params(flatten(redact_params(self.p.to_dict())))  # no credentials from URLs

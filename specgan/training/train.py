@@ -127,7 +127,7 @@ class Trainer:
         """The loop: per epoch a shuffle, D and G steps per iteration, logging, checkpoints and grids."""
         step = self._networks()
         if self.dist.main:
-            self.log.start({"data_version": self.stats.data_version, "recipe": self.cfg.recipe,
+            self.log.start({"data_version": self.stats.data_version, "loss": self.cfg.loss,
                             "fingerprint": self.fp, "classes": ",".join(self.classes)},
                            {"data.clips": self.n, "train.iterations_per_epoch": self.iters_per_epoch,
                             "train.world_size": self.dist.world})
@@ -174,7 +174,7 @@ class Trainer:
         """DDP for dcgan; for wgan_gp and R1 (a second backward through D, which DDP refuses) an explicit
         all-reduce of the gradients, which is what DDP computes, without the overlap."""
         wrap = grad_sync = None
-        if self.dist.world > 1 and (self.cfg.recipe == "wgan_gp" or self.cfg.optim.r1_weight):
+        if self.dist.world > 1 and (self.cfg.loss == "wgan_gp" or self.cfg.optim.r1_weight):
             grad_sync = allreduce_gradients
         elif self.dist.world > 1:
             from functools import partial
