@@ -98,7 +98,8 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
     _run([f"{bindir}/dvc", "repro"], workdir, env)
     print(f"$ {bindir}/specgan promote", flush=True)
     promoted = subprocess.run([f"{bindir}/specgan", "promote"], cwd=workdir, env=env, capture_output=True, text=True)
-    verdict = (promoted.stdout or promoted.stderr).strip().splitlines()
+    verdict = [line.split("error: refused: ", 1)[-1].removeprefix("promoted: ")
+               for line in (promoted.stdout or promoted.stderr).strip().splitlines()]
     registered = yaml.safe_load((workdir / "metrics" / "register.json").read_text())
     result = {"workdir": str(workdir), "gallery": str(workdir / "outputs" / "render" / "index.html"),
               "model": registered["name"], "version": registered["version"], "run_id": registered["run_id"],
