@@ -72,6 +72,20 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
     assert champion == min(fd, key=fd.get)
     # dvc exp run works in the workspace: it holds the last experiment, as DVC documents.
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"] == 11
+    # The training run is named after its recipe, and the label says what differs from it.
+    assert runs["11"].info.run_name.startswith("train stable, ") and "(seed 11)" in runs["11"].info.run_name
+    assert runs["11"].data.params["recipe"].startswith("stable, ")
+
+    # Fewer epochs than the finished run holds: the experiment is that many epochs, in a run of its own,
+    # exactly the model a 1-epoch run trains (not the longer run's generator under a 1-epoch label).
+    epochs = yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"]
+    assert epochs == 2
+    short = run_dvc("exp", "run", "-S", "train.epochs=1", cwd=repo)
+    assert "resuming from" in short.stdout + short.stderr and "ckpt-e000001.pt" in short.stdout + short.stderr
+    trained = json.loads((repo / "metrics" / "train.json").read_text())
+    assert trained["epochs"] == 1 and trained["run_id"] != runs["11"].info.run_id
+    shown = json.loads(run_dvc("exp", "show", "--json", cwd=repo).stdout)
+    assert '"epochs": 1' in json.dumps(shown)
 
 
 def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):

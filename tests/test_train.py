@@ -293,3 +293,21 @@ def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_fresh_star
     runs = {r.info.run_id: r for r in mlflow.search_runs(experiment_names=["train-tests"], output_format="list")}
     assert runs.pop(killed.info.run_id).info.status == "KILLED"
     assert [r.info.status for r in runs.values()] == ["FINISHED"]
+
+
+@pytest.mark.numerics
+def test_fewer_epochs_than_a_finished_run_trains_that_many_not_the_longer_model(prepared, tmp_path):
+    """`--set train.epochs=1` in a folder that holds 3 epochs: the 1-epoch checkpoint is resumed (none newer
+    counts), the export is the 1-epoch model, bit for bit, and an explicit resume of the longer one refuses."""
+    env = sqlite_env(tmp_path)
+    run_cli(*train_args(prepared, tmp_path / "one", 1), env=env)
+    out = tmp_path / "run"
+    run_cli(*train_args(prepared, out, 3), env=env)
+    proc = run_cli(*train_args(prepared, out, 1), env=env)
+    assert "ckpt-e000001.pt" in proc.stderr
+    a, b = generator_weights(tmp_path / "one"), generator_weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    bad = run_cli(*train_args(prepared, out, 2, "--resume", str(out / "checkpoints" / "ckpt-e000003.pt")),
+                  env=env, check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].endswith(
+        "holds 3 epochs, more than train.epochs=2: raise train.epochs, or pass --fresh to start over")

@@ -54,9 +54,18 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
-def newest_loadable(folder: str | Path, device: torch.device | str = "cpu") -> tuple[Path | None, dict | None]:
-    """The newest checkpoint that loads, skipping (and reporting) truncated or corrupt newer ones."""
-    for path in reversed(list_checkpoints(folder)):
+def checkpoint_epoch(path: Path) -> int:
+    """The completed epochs a checkpoint holds, from its name (``ckpt-e000003.pt``: 3)."""
+    m = PATTERN.match(path.name)
+    return int(m.group(1)) if m else -1
+
+
+def newest_loadable(folder: str | Path, device: torch.device | str = "cpu",
+                    max_epoch: int | None = None) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads (of those holding at most ``max_epoch`` epochs), skipping (and
+    reporting) truncated or corrupt newer ones."""
+    paths = [p for p in list_checkpoints(folder) if max_epoch is None or checkpoint_epoch(p) <= max_epoch]
+    for path in reversed(paths):
         try:
             return path, load_checkpoint(path, device)
         except Exception as exc:  # noqa: BLE001 -- any unreadable file: fall back to the previous one
@@ -75,10 +84,12 @@ class ResumePoint(NamedTuple):
 
 
 def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str, device: torch.device,
-                 main: bool) -> ResumePoint:
-    """The checkpoint a run continues from: ``resume`` if given (it must match ``fingerprint``), none with
-    ``fresh``, else the newest loadable one in ``folder`` that matches. A fresh start owns the folder: rank 0
-    removes older checkpoints, which would shadow the new ones, and any half-written temporaries."""
+                 main: bool, epochs: int | None = None) -> ResumePoint:
+    """The checkpoint a run continues from: ``resume`` if given (it must match ``fingerprint`` and hold no
+    more than ``epochs`` epochs), none with ``fresh``, else the newest loadable one in ``folder`` that
+    matches and holds no more than ``epochs`` (a run asked for fewer epochs than a finished one trained is
+    that many epochs, not the longer model). A fresh start owns the folder: rank 0 removes older
+    checkpoints, which would shadow the new ones, and any half-written temporaries."""
     from specgan.core.errors import TrainError
 
     if main:
@@ -99,7 +110,14 @@ def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str
         abandoned = (ckpt or {}).get("run_id") or None
         ckpt = None
     else:
-        path, ckpt = newest_loadable(folder, device)
+        path, ckpt = newest_loadable(folder, device, epochs)
+        longer = [p for p in list_checkpoints(folder) if epochs is not None and checkpoint_epoch(p) > epochs]
+        if ckpt is None and longer:
+            log.warning("not resuming from %s: it holds %d epochs, more than train.epochs=%d; starting fresh",
+                        longer[-1], checkpoint_epoch(longer[-1]), epochs)
+    if resume and ckpt is not None and epochs is not None and int(ckpt["state"]["epoch"]) > epochs:
+        raise TrainError(f"{path} holds {int(ckpt['state']['epoch'])} epochs, more than train.epochs={epochs}: "
+                         "raise train.epochs, or pass --fresh to start over")
     if ckpt is not None and ckpt.get("fingerprint") != fingerprint:
         if resume:
             raise TrainError(f"{path} was trained with other model/train params or data; pass --fresh to start over")

@@ -25,7 +25,7 @@ from specgan.data.normalize import normalize
 from specgan.data.shards import load_features, load_labels
 from specgan.data.stats import NormStats
 from specgan.model.generator_file import write_generator
-from specgan.training.checkpoints import resume_point, save_checkpoint
+from specgan.training.checkpoints import list_checkpoints, resume_point, save_checkpoint
 from specgan.training.distributed import Dist, allreduce_gradients, barrier, check_ranks_agree, pick_device
 from specgan.training.envelope import EnvelopeMatching, TimeEnvelope
 from specgan.training.gan import GanState, GanStep, fast_step
@@ -89,13 +89,15 @@ class Trainer:
                              f"({self.cfg.batch_size} x {self.cfg.optim.d_steps} D steps)")
         self.state = GanState.create(params.model, self.cfg, self.device, len(self.classes))
         self.last_ckpt, ckpt, abandoned = resume_point(self.ckpt_dir, resume, fresh, self.fp, self.device,
-                                                       self.dist.main)
+                                                       self.dist.main, self.cfg.epochs)
         history, run_id = [], None
         if ckpt is not None:
             self.state.load_state_dict(ckpt["state"])
             torch.set_rng_state(ckpt["rng_cpu"].cpu())  # map_location may have moved it to the GPU
             history = [list(map(float, row)) for row in ckpt["history"]]
             run_id = ckpt.get("run_id") or None
+            if self.last_ckpt != list_checkpoints(self.ckpt_dir)[-1]:
+                run_id = None  # an earlier point of a longer run: a run of its own, not the longer run's
             log.info("resuming from %s (epoch %d, iteration %d)", self.last_ckpt, self.state.epoch,
                      self.state.iteration)
         # ``abandoned``: a killed run's, left RUNNING on the server: marked KILLED when this one starts.
