@@ -100,9 +100,10 @@ def cmd_render(args: argparse.Namespace, p: Params) -> None:
 
 def frechet_text(m: dict) -> str:
     """An evaluation's Frechet distance beside its real baseline and real clips through Griffin-Lim."""
-    spread = f" +- {m['frechet_distance_real_sd']:.2g}" if "frechet_distance_real_sd" in m else ""
-    return (f"frechet_distance {m['frechet_distance']:.4g} (real {m['frechet_distance_real']:.4g}{spread}, real "
-            f"through Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g})")
+    from specgan.evaluation.metric_values import baseline_text, value_text
+
+    return (f"frechet_distance {value_text(m, 'frechet_distance')} (real {baseline_text(m, 'frechet_distance')}, "
+            f"real through Griffin-Lim {m.get('frechet_distance_inverted', float('nan')):.4g})")
 
 
 def timing_text(m: dict) -> str:

@@ -13,6 +13,7 @@ import yaml
 
 from specgan.core.config import load_params
 from specgan.demo import apply_overrides
+from tests.browser import CHROMIUM, probe
 from tests.services import ROOT, copy_project, run_cli, run_dvc
 from tests.tiny import NO_RULES, TINY, sets
 
@@ -41,7 +42,11 @@ def test_repro_rerun_experiments_and_promotion(tmp_path, kit_archive, mlflow_ser
         assert json.loads((repo / "metrics" / f"{name}.json").read_text())
     assert (repo / "outputs" / "render" / "index.html").exists()
     assert "up to date" in run_dvc("status", cwd=repo).stdout
-    assert "d_loss" in run_dvc("plots", "show", "--json", cwd=repo).stdout
+    assert "train_log.png" in run_dvc("plots", "show", "--json", cwd=repo).stdout  # an image: offline
+    run_dvc("plots", "show", "-o", str(tmp_path / "plots"), cwd=repo)
+    if CHROMIUM:  # the page `dvc plots show` writes draws its image with nothing fetched
+        seen = probe(tmp_path / "plots" / "index.html")
+        assert seen["external"] == [] and [i["width"] > 300 for i in seen["images"]] == [True]
 
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(git + ["commit", "-qm", "first run"], cwd=repo, check=True)  # experiments start from a commit

@@ -70,3 +70,40 @@ def waveforms_and_spectrograms(audio: np.ndarray, sample_rate: int, dest: str | 
     axes[-1, 0].set_xlabel("time (s)")
     axes[-1, 1].set_xlabel("time (s)")
     return _save(fig, dest)
+
+
+def sample_card(audio: np.ndarray, sample_rate: int, dest: str | Path) -> Path:
+    """One clip's waveform over its spectrogram (dB), small enough to sit beside its player."""
+    fig, (wave, spec) = plt.subplots(2, 1, figsize=(3.6, 2.6), sharex=True,
+                                     gridspec_kw={"height_ratios": [1, 2], "hspace": 0.05})
+    t = np.arange(audio.shape[0]) / sample_rate
+    wave.plot(t, audio, linewidth=0.4, color="#2b6cb0")
+    wave.set_ylim(-1.05, 1.05)
+    wave.set_yticks([])
+    with np.errstate(divide="ignore"):
+        spec.specgram(audio, NFFT=256, Fs=sample_rate, noverlap=128, cmap="magma")
+    spec.set_facecolor(plt.get_cmap("magma")(0.0))
+    spec.set_ylabel("kHz", fontsize=7)
+    spec.set_yticks([0, 2000, 4000, 6000, 8000], ["0", "2", "4", "6", "8"], fontsize=6)
+    spec.tick_params(axis="x", labelsize=6)
+    spec.set_xlabel("s", fontsize=7, labelpad=1)
+    fig.subplots_adjust(left=0.12, right=0.98, top=0.98, bottom=0.14)
+    return _save(fig, dest, tight=False)
+
+
+def loss_curves(rows: list[list[float]], dest: str | Path) -> Path:
+    """The training log (iteration, epoch, d_loss, g_loss, d_real, d_fake rows) as one PNG: the two losses
+    over iterations, and D's mean outputs on real and generated clips. What `dvc plots show` shows offline."""
+    data = np.asarray(rows, dtype=float).reshape(-1, 6)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    for col, name in ((2, "D loss"), (3, "G loss")):
+        top.plot(data[:, 0], data[:, col], label=name, lw=1)
+    top.set_ylabel("loss")
+    top.legend(loc="upper right")
+    top.set_title("GAN losses")
+    for col, name in ((4, "D(real)"), (5, "D(generated)")):
+        bottom.plot(data[:, 0], data[:, col], label=name, lw=1)
+    bottom.set_ylabel("D output")
+    bottom.set_xlabel("iteration")
+    bottom.legend(loc="upper right")
+    return _save(fig, dest)

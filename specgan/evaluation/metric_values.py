@@ -10,3 +10,21 @@ def numeric_metrics(metrics: dict) -> dict[str, float]:
     flat.update({f"conditional_accuracy.{k}": float(v)
                  for k, v in metrics.get("conditional_accuracy_by_class", {}).items()})
     return flat
+
+
+def _g(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def value_text(m: dict, key: str) -> str:
+    """A metric as every report writes it: ``96.91 +- 21`` (with its bootstrap standard error when it has one)."""
+    return _g(m[key]) + (f" +- {m[key + '_se']:.2g}" if key + "_se" in m else "")
+
+
+def baseline_text(m: dict, key: str) -> str:
+    """A metric's real baseline as every report writes it: ``12.35 +- 5.8``, the spread over draws of as many
+    real clips (``_real_sd``) where there is one, else its bootstrap standard error (``_real_se``)."""
+    for spread in ("_real_sd", "_real_se"):
+        if key + spread in m:
+            return f"{_g(m[key + '_real'])} +- {m[key + spread]:.2g}"
+    return _g(m[key + "_real"])

@@ -12,11 +12,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from specgan.audio.plots import spectrogram_grid, waveforms_and_spectrograms
+from specgan.audio.plots import sample_card, spectrogram_grid, waveforms_and_spectrograms
 from specgan.audio.synthesis import LATENTS, DrumGenerator, sample_seeds, save_latents
 from specgan.core.atomic import atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.core.config import EvaluateConfig, RenderConfig
 from specgan.data.normalize import to_db
+from specgan.evaluation.metric_values import baseline_text, value_text
 
 GALLERY = "index.html"
 
@@ -30,48 +31,68 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 GALLERY_METRICS = ("frechet_distance", "ndb_k", "nn_self", "nn_train", "inception_score", "attack_time_w1",
                    "decay_time_w1")
+STYLE = """
+:root{--ink:#1a202c;--muted:#5a6474;--line:#e2e8f0;--card:#fff;--bg:#f6f7fb;--accent:#2b6cb0;--bad:#c53030}
+*{box-sizing:border-box}body{font:15px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;color:var(--ink);
+background:var(--bg);margin:0}header{background:#1a202c;color:#fff;padding:1.2em 2em}header h1{margin:0;
+font-size:1.5em}header p{margin:.3em 0 0;color:#cbd5e0;font-size:.9em}main{padding:1.2em 2em;max-width:90em}
+h2{font-size:1.15em;margin:1.4em 0 .6em}.verdict{padding:.6em 1em;border-radius:6px;background:#e6fffa;
+border:1px solid #81e6d9;display:inline-block}.verdict.bad{background:#fff5f5;border-color:#feb2b2;
+color:var(--bad);font-weight:600}table{border-collapse:collapse;background:var(--card);border:1px solid
+var(--line);border-radius:6px}td,th{padding:.35em .9em;border-bottom:1px solid var(--line);text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#edf2f7;font-weight:600}.grid{display:grid;
+grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:1em}.card{background:var(--card);border:1px solid
+var(--line);border-radius:8px;padding:.7em;box-shadow:0 1px 2px rgba(0,0,0,.04)}.card h3{margin:0 0 .4em;
+font-size:.95em;display:flex;justify-content:space-between;gap:.5em}.tag{background:#ebf4ff;color:var(--accent);
+border-radius:999px;padding:0 .6em;font-size:.85em;font-weight:600;white-space:nowrap}.card img{width:100%;
+display:block;border-radius:4px}.card audio{width:100%;margin-top:.4em}details{margin-top:1.5em}
+details img{max-width:100%}.meta{color:var(--muted);font-size:.85em}.meta b{color:var(--ink);font-weight:600}
+"""
 
 
 def metrics_html(m: dict) -> str:
-    """The evaluation beside its real-vs-real baselines, and its flags in words."""
-    rows = []
-    for k in GALLERY_METRICS:
-        if k in m:
-            se = f" &plusmn; {m[k + '_se']:.3g}" if k + "_se" in m else ""
-            real = f"{m[k + '_real']:.4g}" + (f" &plusmn; {m[k + '_real_se']:.3g}" if k + "_real_se" in m else "")
-            rows.append(f"<tr><td>{k}</td><td>{m[k]:.4g}{se}</td><td>{real}</td></tr>")
+    """The evaluation beside its real baselines (written as the console writes them), and its flags in words."""
+    rows = [f"<tr><td>{k}</td><td>{value_text(m, k)}</td><td>{baseline_text(m, k)}</td></tr>"
+            for k in GALLERY_METRICS if k in m and k + "_real" in m]
     if "frechet_distance_inverted" in m:
-        rows.append(f"<tr><td>frechet_distance of real clips through Griffin-Lim (the best this model's "
-                    f"spectrograms can do)</td><td></td><td>{m['frechet_distance_inverted']:.4g}</td></tr>")
-    flags = [w for f, w in (("collapse_flag", "MODE COLLAPSE: the samples are too alike"),
-                            ("memorization_flag", "MEMORIZATION: the samples copy training clips")) if m.get(f)]
+        rows.append(f"<tr><td>frechet_distance, real clips through Griffin-Lim (the floor any SpecGAN meets)"
+                    f"</td><td></td><td>{m['frechet_distance_inverted']:.4g}</td></tr>")
+    flags = [w for f, w in (("collapse_flag", "Mode collapse: the samples are too alike"),
+                            ("memorization_flag", "Memorization: the samples copy training clips")) if m.get(f)]
+    verdict = (f'<p class="verdict bad">{"; ".join(flags)}</p>' if flags
+               else '<p class="verdict">No collapse or memorization flag</p>')
     shares = ", ".join(f"{c} {v:.0%}" for c, v in sorted(m.get("class_share", {}).items()))
-    return (f"<h2>Evaluation ({m.get('n_generated', '?')} generated against {m.get('n_heldout', '?')} held-out "
-            f"clips)</h2><table><tr><th>metric</th><th>generated</th><th>real baseline</th></tr>{''.join(rows)}"
-            f"</table><p><b>{'; '.join(flags) if flags else 'no collapse or memorization flag'}</b></p>"
-            + (f"<p>class share of generated samples: {html.escape(shares)}</p>" if shares else ""))
+    return (f"<h2>Evaluation: {m.get('n_generated', '?')} generated clips against {m.get('n_heldout', '?')} "
+            f"held-out real clips</h2>{verdict}<table><tr><th>metric</th><th>generated</th><th>real baseline</th>"
+            f"</tr>{''.join(rows)}</table>"
+            + (f'<p class="meta"><b>class share of generated samples</b>: {html.escape(shares)}</p>' if shares else ""))
 
 
-def gallery_html(names: list[str], wavs: list[bytes], images: dict[str, bytes], title: str, info: dict,
-                 metrics: dict | None = None, classes: list[str] | None = None) -> str:
-    """A self-contained page: audio players and images inline as data: URIs, nothing fetched."""
-    captions = [f"{n} ({c})" for n, c in zip(names, classes, strict=True)] if classes else names
-    rows = "\n".join(
-        f'<figure><figcaption>{html.escape(n)}</figcaption>'
-        f'<audio controls preload="none" src="data:audio/wav;base64,{base64.b64encode(w).decode()}"></audio></figure>'
-        for n, w in zip(captions, wavs, strict=True))
-    imgs = "\n".join(f'<h2>{html.escape(k)}</h2><img alt="{html.escape(k)}" '
-                     f'src="data:image/png;base64,{base64.b64encode(v).decode()}">' for k, v in images.items())
-    meta = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in info.items())
+def _data_uri(kind: str, data: bytes) -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def gallery_html(names: list[str], wavs: list[bytes], cards: list[bytes], images: dict[str, bytes], title: str,
+                 info: dict, metrics: dict | None = None, classes: list[str] | None = None) -> str:
+    """A self-contained page (audio and images inline as data: URIs, nothing fetched): the evaluation, then one
+    card a sample with its class, its waveform and spectrogram and a player that shows its length."""
+    tiles = "\n".join(
+        f'<div class="card"><h3><span>{html.escape(n)}</span>'
+        + (f'<span class="tag">{html.escape(classes[i])}</span>' if classes else "")
+        + f'</h3><img alt="waveform and spectrogram of {html.escape(n)}" src="{_data_uri("image/png", c)}">'
+        f'<audio controls preload="metadata" src="{_data_uri("audio/wav", w)}"></audio></div>'
+        for i, (n, w, c) in enumerate(zip(names, wavs, cards, strict=True)))
+    imgs = "\n".join(f'<h2>{html.escape(k)}</h2><img alt="{html.escape(k)}" src="{_data_uri("image/png", v)}">'
+                      for k, v in images.items())
+    meta = " &middot; ".join(f"<b>{html.escape(str(k))}</b> {html.escape(str(v))}" for k, v in info.items())
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}figure{{display:inline-block;margin:.5em}}
-img{{max-width:100%}}td,th{{padding:.2em .8em;text-align:right}}</style></head>
-<body><h1>{html.escape(title)}</h1><ul>{meta}</ul>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body><header><h1>{html.escape(title)}</h1><p>{meta}</p></header><main>
 {metrics_html(metrics) if metrics else ""}
-<section>{rows}</section>
-{imgs}
-</body></html>
+<h2>Samples</h2><section class="grid">{tiles}</section>
+<details><summary>All spectrograms and waveforms</summary>{imgs}</details>
+</main></body></html>
 """
 
 
@@ -119,7 +140,10 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
         info = {"samples": n, "seeds": f"{seeds[0]}..{seeds[-1]}", "sample rate": sr,
                 "griffin-lim iterations": cfg.griffin_lim_iters, "griffin-lim momentum": cfg.momentum,
                 **gen.provenance}
-        page = gallery_html(names, wavs, {p: (tmp / p).read_bytes() for p in ("spectrograms.png", "waveforms.png")},
+        cards = [sample_card(a, sr, tmp / (name[:-4] + ".png")).read_bytes() for a, name in zip(audio, names,
+                                                                                               strict=True)]
+        page = gallery_html(names, wavs, cards,
+                            {p: (tmp / p).read_bytes() for p in ("spectrograms.png", "waveforms.png")},
                             "SpecGAN drum samples", info, metrics, classes)
         with atomic_path(tmp / GALLERY) as page_tmp:
             page_tmp.write_text(page)

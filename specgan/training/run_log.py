@@ -188,6 +188,10 @@ class RunLog:
                 writer = csv.writer(fh)
                 writer.writerow(LOG_FIELDS)
                 writer.writerows([[int(r[0]), int(r[1]), *r[2:]] for r in self.history])
+            if self.history:  # beside the CSV, the same curves as an image (`dvc plots show`, offline)
+                from specgan.audio.plots import loss_curves
+
+                loss_curves(self.history, self.log_csv.with_suffix(".png"))
 
     def grid(self, state: GanState, device: torch.device, classes: tuple[str, ...] = ()) -> Path:
         """The fixed-z spectrogram grid of this epoch, as a PNG and (with its step) an MLflow image; a

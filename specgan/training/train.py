@@ -83,6 +83,7 @@ class Trainer:
         self.data = self._load_data(features_dir)
         self.n = self.data.shape[0]
         self.classes, self.labels = self._load_labels(features_dir) if params.model.conditional else ((), None)
+        self.draw_weights = self._draw_weights(features_dir) if self.cfg.class_balance > 0 else None
         self.iters_per_epoch = (self.n // self.cfg.batch_size) // self.cfg.optim.d_steps
         if self.iters_per_epoch == 0:
             raise TrainError(f"{self.n} clips are fewer than one iteration needs "
@@ -111,6 +112,23 @@ class Trainer:
             raise TrainError(f"features in {features_dir} hold NaN or Inf")
         data = normalize(feats, self.stats, self.p.normalize, self.device)
         return data.contiguous(memory_format=torch.channels_last)  # as the networks are (gan.fast_step)
+
+    def _draw_weights(self, features_dir: Path) -> torch.Tensor | None:
+        """Each clip's chance to be drawn with ``train.class_balance`` b: proportional to its class's count**-b
+        (b 1: every class as often as any other; unlabelled clips form one class). None for one class."""
+        names = load_labels(features_dir)
+        counts = {c: names.count(c) for c in set(names)}
+        if len(counts) < 2:
+            log.warning("train.class_balance: the features hold one class; drawing clips uniformly")
+            return None
+        return torch.tensor([counts[c] ** -self.cfg.class_balance for c in names], dtype=torch.float64)
+
+    def _order(self, shuffle: torch.Generator) -> torch.Tensor:
+        """This epoch's clip order: a permutation (SPEC.md 7), or with ``train.class_balance`` N draws with
+        replacement that favour rare classes (as many iterations either way)."""
+        if self.draw_weights is None:
+            return torch.randperm(self.n, generator=shuffle).to(self.device)
+        return torch.multinomial(self.draw_weights, self.n, replacement=True, generator=shuffle).to(self.device)
 
     def _load_labels(self, features_dir: Path) -> tuple[tuple[str, ...], torch.Tensor]:
         """A conditional model's class names (sorted) and each clip's class index, on the device."""
@@ -141,7 +159,7 @@ class Trainer:
         try:
             while self.state.epoch < self.cfg.epochs:
                 shuffle, latent = epoch_generators(self.cfg.seed, self.state.epoch, self.dist.rank, self.device)
-                perm = torch.randperm(self.n, generator=shuffle).to(self.device)
+                perm = self._order(shuffle)
                 for it in range(self.iters_per_epoch):
                     starts = [(it * d_steps + k) * self.cfg.batch_size + self.dist.rank * b_local
                               for k in range(d_steps)]
@@ -218,7 +236,7 @@ class Trainer:
             summary.update(zip(LOG_FIELDS[2:], self.log.history[-1][2:], strict=True))
         if not self.dist.main:
             return summary
-        provenance = {"run_id": self.log.run_id or "", "data_version": self.stats.data_version,
+        provenance = {"recipe": self.p.recipe, "run_id": self.log.run_id or "", "data_version": self.stats.data_version,
                       "fingerprint": self.fp, "iterations": self.state.iteration}
         gen_path = export_generator(self.state, self.p, self.stats, self.out_dir / GENERATOR_FILE, provenance,
                                     self.classes)
