@@ -8,18 +8,27 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from specgan.cli import run_reporting_errors
+from specgan.cli import _version, run_reporting_errors
 from specgan.core.config import load_params
 from specgan.core.errors import SpecganError
 from specgan.core.pipeline_params import typed_arguments
 
+PLACEHOLDER_REGISTRY = "registry.example.com/"  # pipeline/cluster.yaml's shipped base_image: not a real image
+
 
 def cmd_compile(args: argparse.Namespace) -> None:
     from pipeline.run import compile_pipeline
+    from pipeline.specgan_pipeline import Cluster
 
+    image = Cluster.load(args.cluster).base_image
+    if image.startswith(PLACEHOLDER_REGISTRY):
+        print(f"warning: {args.cluster} names the placeholder image {image}: a cluster cannot pull it. Build and "
+              "push the image (scripts/build-image.sh, README: Kubeflow) and set base_image there",
+              file=sys.stderr)
     out = compile_pipeline(args.out, args.params, args.cluster, tuple(args.set or ()), args.sweep)
-    print(f"pipeline written to {out}")
+    print(f"pipeline written to {out} (image {image}, recipe {load_params(args.params, args.set or ()).recipe})")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -31,8 +40,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.local:
         version = run_local(args.workdir, args.params, args.cluster, arguments, overrides,
                             verbose=args.verbose or args.verbose_run, sweep_path=args.sweep)
-        print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger; "
-              f"artifacts under {args.workdir}")
+        from specgan.core.redact import redact_url
+        from specgan.core.tracking import tracking_uri
+
+        galleries = sorted(Path(args.workdir).glob("pipeline_root/**/index.html"), key=lambda g: g.stat().st_mtime)
+        print(f"local pipeline run finished: {p.registry.model_name} version {version} is @challenger\n"
+              + (f"  gallery: {galleries[-1].resolve()}\n" if galleries else "")
+              + f"  MLflow:  {redact_url(tracking_uri())}\n  every artifact under {Path(args.workdir).resolve()}")
         return
     if not args.host:
         raise SpecganError("run needs --host URL (a Kubeflow Pipelines endpoint) or --local")
@@ -52,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests that check the README's commands)."""
     parser = argparse.ArgumentParser(prog="specgan-kfp", description="SpecGAN on Kubeflow Pipelines")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"specgan-kfp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sp = sub.add_parser("compile", help="write the pipeline YAML (defaults from params.yaml and --set)")

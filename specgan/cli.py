@@ -67,8 +67,10 @@ def cmd_features(args: argparse.Namespace, p: Params) -> None:
         return
     summary = run_features(args.data, args.out, p.features, split, workers=args.workers, metrics=args.metrics,
                            labels_mode=p.data.labels)
-    print(f"{summary['clips']} clips featurized, {summary['rejected']} rejected "
-          f"{summary['rejects_by_reason']} in {summary['seconds']} s")
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(summary["rejects_by_reason"].items()))
+    print(f"{summary['clips']} clips featurized in {summary['seconds']} s"
+          + (f"; {summary['rejected']} rejected ({reasons}): see {Path(args.out) / 'rejects.csv'}"
+             if summary["rejected"] else "; none rejected"))
 
 
 def cmd_stats(args: argparse.Namespace, p: Params) -> None:
@@ -170,6 +172,7 @@ def _render_config(settings: dict):
 
 
 def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
+    from specgan.audio.synthesis import LATENTS as LATENTS_NAME
     from specgan.core.config import SynthesizeConfig, build_section
     from specgan.playback.synthesize import Reverb, synthesize
 
@@ -183,7 +186,11 @@ def cmd_synthesize(args: argparse.Namespace, p: Params | None) -> None:
     reverb = Reverb(s.reverb_room_size, s.reverb_damping, s.reverb_wet_level) if args.reverb else None
     files = synthesize(gen, args.out, s, render, reverb=reverb, loop=args.sequence,
                        classes=args.drum_class, z_file=args.z)
-    print(f"{len(files)} files in {args.out}" + (" (with loop.wav)" if args.sequence else ""))
+    sounds = len(files) - (1 if args.sequence else 0)
+    extras = ["loop.wav"] if args.sequence else []
+    print(f"{sounds} sounds in {args.out} (drum_000.wav ...), with " + ", ".join([*extras, "drums.png", LATENTS_NAME])
+          + (f"; reverb room_size {s.reverb_room_size}, damping {s.reverb_damping}, wet_level {s.reverb_wet_level}"
+             if reverb else "") + (f"; loop at {s.tempo_bpm:g} bpm" if args.sequence else ""))
 
 
 def cmd_interpolate(args: argparse.Namespace, p: Params | None) -> None:

@@ -22,9 +22,10 @@ from specgan.core.config import set_key
 from specgan.core.errors import SpecganError
 from specgan.core.recipes import write_recipe
 from specgan.core.yaml_text import replace_scalar
+from specgan.data.audio_files import list_audio
 from specgan.data.labelled import arrange_labelled
 from specgan.data.source import set_source
-from specgan.data.synth_kit import make_kit
+from specgan.data.synth_kit import CLASSES, make_kit, split_for
 
 DEMO_RECIPE = "demo"  # params.yaml's recipes.demo: the stable recipe at CPU size (BENCHMARKS.md, "Recipes")
 DEMO_KIT_PER_CLASS = 60  # 48 a class to train on (336), 6 valid
@@ -56,6 +57,21 @@ def apply_overrides(params_path: Path, overrides: dict[str, object]) -> None:
     params_path.write_text(text)
 
 
+DEMO_ITERATIONS_PER_S = 20.0  # the demo recipe on 2 cores (BENCHMARKS.md, "The offline demo"): for the estimate
+DEMO_OTHER_STAGES_S = 70.0  # download, features, stats, evaluate, render, register and promote together
+
+
+def expected_time(params_path: Path, clips: int) -> str:
+    """The demo's plan in one line: clips, iterations and about how long it takes on a 2-core CPU."""
+    from specgan.core.config import load_params
+
+    p = load_params(params_path)
+    iterations = p.train.epochs * (clips // p.train.batch_size // p.train.optim.d_steps)
+    minutes = (iterations * (p.model.model_dim / 8) ** 2 / DEMO_ITERATIONS_PER_S + DEMO_OTHER_STAGES_S) / 60
+    return (f"demo: recipe {p.recipe}, {clips} training clips, {iterations:,} iterations: about {minutes:.0f} "
+            "minutes on 2 CPU cores (the gallery and the gate's verdict come at the end)")
+
+
 def _run(cmd: list[str], cwd: Path, env: dict) -> None:
     print(f"$ {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=cwd, env=env)
@@ -85,6 +101,9 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
         overrides = {"data.labels": "folder", **(overrides or {})}
     apply_overrides(workdir / "params.yaml", overrides or {})
     set_source(str(kit), root=workdir)
+    clips = (len(list_audio(kit, "train")) if source is not None
+             else len(CLASSES) * sum(split_for(k, kit_per_class) == "train" for k in range(kit_per_class)))
+    print(expected_time(workdir / "params.yaml", clips), flush=True)
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
     env["MLFLOW_TRACKING_URI"] = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}"

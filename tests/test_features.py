@@ -259,7 +259,7 @@ def test_odd_files_become_rejects_with_reasons_and_linked_folders_are_followed(t
         fh.write((data / "good.wav").read_bytes())
     proc = run_cli("features", "--data", str(data), "--out", str(tmp_path / "f"), "--split", "all",
                    "--params", str(ROOT / "params.yaml"), "--workers", "1", timeout=120)
-    assert "3 clips featurized, 3 rejected" in proc.stdout, proc.stdout + proc.stderr
+    assert "3 clips featurized in " in proc.stdout and "; 3 rejected (" in proc.stdout, proc.stdout + proc.stderr
     rejects = (tmp_path / "f" / "rejects.csv").read_text()
     assert "song.m4a,\"unsupported format .m4a" in rejects
     assert "pipe.wav,not a regular file" in rejects

@@ -103,6 +103,9 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
     assert "hit timing against held-out clips: attack" in proc.stdout
+    # No silent minute: the plan and its time up front, and each long step says what it is doing.
+    assert "demo: recipe demo, " in proc.stdout and "minutes on 2 CPU cores" in proc.stdout
+    assert "evaluate: metrics on " in proc.stdout + proc.stderr
     page = (work / "outputs" / "render" / "index.html").read_text()
     assert "<td>decay_time_w1</td>" in page and "<td>attack_time_w1</td>" in page
     # the demo trains with its own stabilizers: the exported generator is G's weights' moving average

@@ -96,3 +96,17 @@ def test_a_recipe_key_that_seed_does_not_list_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="recipes.seed: must list SPEC.md's value of every key a recipe sets; "
                                           "missing train.seed"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_the_full_recipe_on_a_cpu_says_how_long_and_what_to_run_instead(prepared, tmp_path):
+    """`specgan train` at params.yaml's defaults with no GPU: one line, before any work or MLflow run."""
+    feats, stats = prepared
+    proc = run_cli("train", "--features", str(feats), "--stats", str(stats), "--out", str(tmp_path / "t"),
+                   "--params", str(ROOT / "params.yaml"), cwd=tmp_path,
+                   env={"SPECGAN_DEVICE": "", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"},
+                   check=False)
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("specgan train: error: recipe stable is a GPU job: ") and "hours on a CPU" in line
+    assert "`specgan recipe demo`" in line and "train.device=cpu trains here anyway" in line
+    assert not (tmp_path / "t" / "checkpoints").exists() and not (tmp_path / "m.db").exists()

@@ -66,6 +66,7 @@ def test_render_writes_audio_plots_gallery_and_logs_them(two_models, tmp_path, e
     run_id = json.loads((out / "render.json").read_text())["run_id"]
     logged = {a.path for a in mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).list_artifacts(run_id, "render")}
     assert {"render/index.html", "render/sample_000.wav", "render/waveforms.png"} <= logged
+    assert "render/.specgan-output" not in logged  # the step's internal marker stays out of MLflow
     again = tmp_path / "again"
     run_cli("render", "--generator", str(two_models[0]), "--out", str(again), "--n", "3", env=env)
     assert (again / "sample_001.wav").read_bytes() == wavs[1].read_bytes()  # seeded
@@ -117,6 +118,10 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
     assert "version 1 as @challenger" in first.stdout
     v1 = client.get_model_version_by_alias("drums-test", "challenger")
     assert {"data_version", "params_hash", "git_commit", "metric.frechet_distance", "generator_sha256"} <= set(v1.tags)
+    # A few headline metrics on the version (its versions table stays readable); the rest on the linked run.
+    assert len([k for k in v1.tags if k.startswith("metric.")]) <= 8 and "metric.class_share" in v1.tags
+    evaluation = client.get_run(v1.tags["evaluation_run_id"])
+    assert "quality/ndb_k" in evaluation.data.metrics
     assert "champion" in run_cli("promote", *GATE, env=env).stdout  # no champion yet: promoted
     again = run_cli("promote", "--version", "1", *GATE, env=env)
     assert "already champion" in again.stdout  # exit 0

@@ -47,12 +47,17 @@ def check_tracking(uri: str | None = None, timeout_s: float = 5.0) -> str:
     return uri
 
 
+EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+
+
 def start_run(run_name: str | None = None, tags: dict[str, str] | None = None) -> Any:
     """Set the tracking URI and experiment, then start a run (the caller ends it)."""
     import mlflow
 
     mlflow.set_tracking_uri(check_tracking())
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
+    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # MLflow 3's UI then opens the experiment on its runs
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
     return mlflow.start_run(run_name=run_name, tags=tags)
 
 

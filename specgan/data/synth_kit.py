@@ -148,7 +148,7 @@ def make_kit(out: str | Path, n_per_class: int = 8, seed: int = 0, root: str = "
             x = trim_tail(synth_hit(label, rng, sr, 1.5), sr)
             if channels == 2:
                 x = np.stack([x, x * rng.uniform(0.6, 1.0)], axis=1)
-            split = _split_for(k, n_per_class) if k < n_per_class else "test"
+            split = split_for(k, n_per_class) if k < n_per_class else "test"
             rel = f"{root}/{split}/{label}_{k:03d}.wav"
             buf = io.BytesIO()
             sf.write(buf, x.astype(np.float32), sr, subtype=subtype, format="WAV")
@@ -178,7 +178,7 @@ def _strip_peak_chunk(wav: bytes) -> bytes:
     return body[:4] + struct.pack("<I", len(body) - 8) + body[8:]
 
 
-def _split_for(k: int, n: int) -> str:
+def split_for(k: int, n: int) -> str:
     """Per class: about 10% valid and 10% test (at least one each from 3 clips on), the rest train."""
     n_held = max(1, round(n * SPLITS["test"])) if n >= 3 else 0
     if k >= n - n_held:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,13 +332,22 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
     write the metrics JSON (and to MLflow)."""
     from specgan.audio.synthesis import DrumGenerator, sample_seeds
 
+    t0 = time.perf_counter()
+
+    def say(what: str) -> None:  # the step takes a minute on a CPU: never a silent one
+        print(f"evaluate: {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
     gen = DrumGenerator.load(generator_path)
     feat = gen.features
     z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
     y = gen.class_ids(None, cfg.n_generated)
+    say(f"generating {cfg.n_generated} clips through Griffin-Lim ({render.griffin_lim_iters} iterations)")
     audio = fit_length(gen.audio(z, render, y).cpu().numpy(), feat.clip_samples)
+    say(f"reading the real clips ({cfg.real_split} and {train_split})")
     heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout, labels_mode)
     train = load_real(data_dir, train_split, feat, labels_mode=labels_mode)
+    say(f"metrics on {len(heldout.audio)} held-out and {len(train.audio)} training clips (real clips through "
+        f"Griffin-Lim, {cfg.bootstrap} bootstrap resamples)")
     if train_split == "all" or train_split == cfg.real_split:
         log.warning("the held-out split %r is part of the training split %r: the nn_train baseline and the "
                     "memorization flag mean nothing", cfg.real_split, train_split)
@@ -351,6 +362,7 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
     if log_to_mlflow:
         metrics["evaluation_run_id"] = _log_metrics(metrics)
     write_json(out_json, metrics)
+    say(f"done: {out_json}")
     return metrics
 
 

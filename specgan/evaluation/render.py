@@ -14,7 +14,7 @@ import torch
 
 from specgan.audio.plots import sample_card, spectrogram_grid, waveforms_and_spectrograms
 from specgan.audio.synthesis import LATENTS, DrumGenerator, sample_seeds, save_latents
-from specgan.core.atomic import atomic_dir, atomic_path, check_out_dir, write_json
+from specgan.core.atomic import MARKER, atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.core.config import EvaluateConfig, RenderConfig
 from specgan.data.normalize import to_db
 from specgan.evaluation.metric_values import baseline_text, value_text
@@ -162,4 +162,6 @@ def _log_to_run(run_id: str, out_dir: Path) -> None:
 
     client = client_for_run(run_id, "render")
     if client is not None:
-        client.log_artifacts(run_id, str(out_dir), "render")
+        for path in sorted(out_dir.iterdir()):  # not the step's internal output marker
+            if path.is_file() and path.name != MARKER:
+                client.log_artifact(run_id, str(path), "render")

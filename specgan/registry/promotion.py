@@ -109,7 +109,7 @@ def register(generator_path: str | Path, params: Params, eval_metrics_path: str 
             "git_commit": git_commit(), "fingerprint": prov.get("fingerprint", ""), "run_id": run.info.run_id,
             "training_run_id": prov.get("run_id", ""), "generator_sha256": eval_metrics["generator_sha256"],
             "gate_metric": cfg.gate_metric}
-    tags.update({f"{METRIC_TAG}{k}": repr(v) for k, v in numeric_metrics(eval_metrics).items()})
+    tags.update(headline_tags(eval_metrics, cfg.gate_metric))
     for k, v in tags.items():
         client.set_model_version_tag(cfg.model_name, mv.version, k, str(v))
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, mv.version)
@@ -119,6 +119,35 @@ def register(generator_path: str | Path, params: Params, eval_metrics_path: str 
                               "run_id": result.run_id, "gate_metric": cfg.gate_metric, "gate_value": gate,
                               "generator_sha256": eval_metrics["generator_sha256"]})
     return result
+
+
+# What a model version carries (the versions table stays readable); the rest stays on the evaluation run,
+# which the version's ``evaluation_run_id`` tag names.
+HEADLINE = ("frechet_distance", "frechet_distance_inverted", "inception_score", "inception_score_real",
+            "collapse_flag", "memorization_flag")
+
+
+def headline_tags(metrics: dict, gate_metric: str) -> dict[str, str]:
+    """The version's metric tags: the headline metrics, the gate metric, and the class shares in one tag."""
+    flat = numeric_metrics(metrics)
+    tags = {f"{METRIC_TAG}{k}": repr(flat[k]) for k in (*HEADLINE, gate_metric) if k in flat}
+    shares = metrics.get("class_share") or {}
+    if shares:
+        tags[f"{METRIC_TAG}class_share"] = ",".join(f"{c}={float(v):.4f}" for c, v in sorted(shares.items()))
+    if metrics.get("evaluation_run_id"):
+        tags["evaluation_run_id"] = str(metrics["evaluation_run_id"])
+    return tags
+
+
+def _class_shares(mv) -> dict[str, float]:
+    """A version's class shares: one ``metric.class_share`` tag (``kick=0.14,...``), or one tag a class as
+    versions registered before it wrote them."""
+    shares = {k[len(METRIC_TAG + "class_share."):]: float(v) for k, v in mv.tags.items()
+              if k.startswith(METRIC_TAG + "class_share.")}
+    for pair in filter(None, mv.tags.get(f"{METRIC_TAG}class_share", "").split(",")):
+        name, _, value = pair.partition("=")
+        shares[name] = float(value)
+    return shares
 
 
 def _metric(mv, name: str) -> float | None:
@@ -133,10 +162,9 @@ def _metric(mv, name: str) -> float | None:
 
 def quality_problems(mv, cfg: RegistryConfig) -> list[str]:
     """Why a version's own evaluation rules it out, whatever its gate metric (empty: none)."""
-    shares = {k[len(METRIC_TAG + "class_share."):]: float(v) for k, v in mv.tags.items()
-              if k.startswith(METRIC_TAG + "class_share.")}
     return evaluation_problems({"collapse_flag": _metric(mv, "collapse_flag"),
-                                "memorization_flag": _metric(mv, "memorization_flag"), "class_share": shares}, cfg)
+                                "memorization_flag": _metric(mv, "memorization_flag"),
+                                "class_share": _class_shares(mv)}, cfg)
 
 
 def evaluation_problems(metrics: dict, cfg: RegistryConfig) -> list[str]:

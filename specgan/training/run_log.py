@@ -227,15 +227,12 @@ class RunLog:
         return dest
 
     def finish(self, summary: dict, artifacts: list[Path], iteration: int) -> None:
-        """The final losses and the model files; the MLflow run ends FINISHED. With the tracking server still
+        """The model files (the losses' last values are their histories' last points: no single-point
+        ``final/*`` charts); the MLflow run ends FINISHED. With the tracking server still
         away, the run stays open there and a warning says what is where (the files are written either way)."""
         self.write_csv()
         if not self.mlflow:
             return
-        final = {f"final/{name}": summary[k] for k, name in zip(LOG_FIELDS[2:], MLFLOW_NAMES, strict=True)
-                 if k in summary}
-        self.pending.append((final, iteration))
-
         def send() -> None:
             self._flush_metrics()
             for path in self.unsent_grids:

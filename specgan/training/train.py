@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from specgan.training.run_log import LOG_FIELDS, RunLog
 log = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.pt"
+SPEC_ITERATION_TFLOP = 1.41  # SPEC.md 7: one dcgan iteration at width 64, batch 64 (FLOPs scale as width^2 x batch)
+CPU_TFLOP_S = 0.15  # a 2-core CPU (BENCHMARKS.md, "Training step"): for the estimate a CPU run is refused with
+CPU_HOURS_LIMIT = 2.0  # longer than this on a CPU by default: refused with what to run instead
 
 
 def fingerprint(params: Params, stats: NormStats) -> str:
@@ -85,6 +89,7 @@ class Trainer:
         self.classes, self.labels = self._load_labels(features_dir) if params.model.conditional else ((), None)
         self.draw_weights = self._draw_weights(features_dir) if self.cfg.class_balance > 0 else None
         self.iters_per_epoch = (self.n // self.cfg.batch_size) // self.cfg.optim.d_steps
+        self._refuse_a_gpu_job_on_the_cpu()
         if self.iters_per_epoch == 0:
             raise TrainError(f"{self.n} clips are fewer than one iteration needs "
                              f"({self.cfg.batch_size} x {self.cfg.optim.d_steps} D steps)")
@@ -112,6 +117,20 @@ class Trainer:
             raise TrainError(f"features in {features_dir} hold NaN or Inf")
         data = normalize(feats, self.stats, self.p.normalize, self.device)
         return data.contiguous(memory_format=torch.channels_last)  # as the networks are (gan.fast_step)
+
+    def _refuse_a_gpu_job_on_the_cpu(self) -> None:
+        """A recipe sized for a GPU that landed on the CPU by default (train.device auto): say how long it would
+        take and what to run instead, before any work; train.device=cpu (or SPECGAN_DEVICE=cpu) trains anyway."""
+        if self.device.type != "cpu" or (os.environ.get("SPECGAN_DEVICE") or self.cfg.device) == "cpu":
+            return
+        m, t = self.p.model, self.cfg
+        tflop = SPEC_ITERATION_TFLOP * (m.model_dim / 64) ** 2 * t.batch_size / 64 * (t.optim.d_steps + 1) / 2
+        iterations = t.epochs * max(1, self.iters_per_epoch)
+        hours = iterations * tflop / CPU_TFLOP_S / 3600
+        if hours > CPU_HOURS_LIMIT:
+            raise TrainError(f"recipe {self.p.recipe} is a GPU job: {iterations:,} iterations of about {tflop:.2g} "
+                             f"TFLOP need about {hours:,.0f} hours on a CPU like this one. Train on a GPU, or "
+                             "`specgan recipe demo` for a CPU-sized run; train.device=cpu trains here anyway")
 
     def _draw_weights(self, features_dir: Path) -> torch.Tensor | None:
         """Each clip's chance to be drawn with ``train.class_balance`` b: proportional to its class's count**-b
