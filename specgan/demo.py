@@ -115,6 +115,8 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
     _run(git + ["add", "-A"], workdir, env)
     _run(git + ["commit", "-qm", "specgan demo"], workdir, env)
     _run([f"{bindir}/dvc", "repro"], workdir, env)
+    _run(git + ["add", "-A"], workdir, env)  # the run's lock, params and metrics: `dvc metrics diff`, `dvc exp run`
+    _run(git + ["commit", "-qm", "specgan demo: first run"], workdir, env)
     print(f"$ {bindir}/specgan promote", flush=True)
     promoted = subprocess.run([f"{bindir}/specgan", "promote"], cwd=workdir, env=env, capture_output=True, text=True)
     verdict = [line.split("error: refused: ", 1)[-1].removeprefix("promoted: ")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import mlflow
@@ -103,6 +104,15 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
     assert "hit timing against held-out clips: attack" in proc.stdout
+    # Comparing runs with DVC's own commands works in the demo folder: its first run is committed.
+    diff = run_dvc("metrics", "diff", cwd=work)
+    assert "failed to load" not in diff.stdout + diff.stderr
+    readme = (ROOT / "README.md").read_text()
+    keep = re.search(r"dvc exp show --drop '\.\*' --keep '(.*?)'", readme).group(1)
+    header = run_dvc("exp", "show", "--csv", "--drop", ".*", "--keep", keep, cwd=work).stdout.splitlines()[0]
+    columns = header.split(",")
+    assert {"recipe", "train.seed", "frechet_distance", "inception_score"} <= set(columns)
+    assert len(columns) <= 14  # fits a terminal (the plain `dvc exp show` has about 200)
     # No silent minute: the plan and its time up front, and each long step says what it is doing.
     assert "demo: recipe demo, " in proc.stdout and "minutes on 2 CPU cores" in proc.stdout
     assert "evaluate: metrics on " in proc.stdout + proc.stderr
