@@ -277,3 +277,43 @@ def test_drip_feeding_server_hits_the_deadline_and_a_redirect_loop_is_one_line(f
     file_server.redirects.update({"a": "b", "b": "a"})
     with pytest.raises(DownloadError, match="too many redirects"):
         download(file_server.url("a"), tmp_path / "raw2", FAST)
+
+
+@pytest.mark.parametrize("mode,stream", [("w:gz", "gzip"), ("w:bz2", "bz2")])
+def test_a_bomb_appended_after_a_valid_archive_is_refused_without_decompressing_it(kit_dir, tmp_path, mode, stream):
+    """A valid archive followed by compressed zeros (concatenated streams decompress as one): refused in one
+    line as soon as the data after the tar's end marker exceeds its record padding, not after gigabytes."""
+    import bz2
+    import gzip
+    import time
+
+    zeros = bytes(2**20)
+    compress = gzip.compress if stream == "gzip" else bz2.compress
+    tail = compress(zeros * 64)  # 64 MB of zeros, at most 64 KB compressed: far inside the ratio limit
+    archive = tmp_path / f"tail.tar.{'gz' if stream == 'gzip' else 'bz2'}"
+    archive.write_bytes(_tar_bytes(kit_dir, mode) + tail * 16)  # 1 GiB once decompressed
+    work = tmp_path / "work"
+    work.mkdir()
+    t0 = time.perf_counter()
+    proc = _run_download(archive, work / "raw")
+    assert proc.returncode == 1 and "data after the tar archive's end" in proc.stderr, proc.stderr[-500:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and leftovers(work) == []
+    assert time.perf_counter() - t0 < 60  # a fraction of what decompressing the gigabyte would cost
+
+
+def test_member_sizes_are_checked_before_their_data_is_decompressed(tmp_path):
+    """A member header that claims 8 GB of zeros: refused at that header, before anything skips over it."""
+    import gzip
+    import time
+
+    head = tarfile.TarInfo("drums/train/big.wav")
+    head.size = 8 * 2**30
+    zeros = gzip.compress(bytes(2**24), compresslevel=1)
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(gzip.compress(head.tobuf()) + zeros * 64)
+    work = tmp_path / "work"
+    work.mkdir()
+    t0 = time.perf_counter()
+    proc = _run_download(archive, work / "raw")
+    assert proc.returncode == 1 and "more than download.max_extracted_mb" in proc.stderr, proc.stderr[-500:]
+    assert time.perf_counter() - t0 < 30

@@ -244,12 +244,16 @@ def _verify_tar_stream(archive: Path, kind: str, end: int) -> None:
 
     opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open, "": open}[kind]
     pos, tail = 0, b""
+    limit = -(-(end + TAR_END) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE  # the end marker, padded to a record
     with opener(archive, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             if pos + len(block) > end and len(tail) < TAR_END:
                 start = max(end - pos, 0)
                 tail += block[start:start + TAR_END - len(tail)]
             pos += len(block)
+            if pos > limit:  # stop decompressing: trailing data (a bomb appended to a valid archive) is refused
+                raise UnsafeArchiveError(f"{archive.name}: data after the tar archive's end (more than "
+                                         f"{pos - limit} bytes once decompressed): refused")
     if len(tail) < TAR_END or tail.count(0) != TAR_END:
         raise DownloadError(f"{archive.name}: truncated or corrupt tar archive (no end marker after the last "
                             "member)")
@@ -261,9 +265,12 @@ def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> I
     label = f"tar.{kind}" if kind else "tar"
     try:
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            _check_limits(archive.name, len(members), sum(m.size for m in members if m.isfile()),
-                          archive.stat().st_size, cfg)
+            # Header by header, each checked before the next read skips (decompresses) its member's data.
+            members, total, size = [], 0, archive.stat().st_size
+            while (m := tf.next()) is not None:
+                members.append(m)
+                total += m.size if m.isfile() else 0
+                _check_limits(archive.name, len(members), total, size, cfg)
             for m in members:
                 _check_member_name(m.name)
                 if m.issym() or m.islnk():
