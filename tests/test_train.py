@@ -159,6 +159,32 @@ def test_credentials_in_urls_are_never_stored_or_printed(prepared, tmp_path):
     proc = run_cli(*train_args(prepared, tmp_path / "u", 1), check=False,
                    env={"MLFLOW_TRACKING_URI": f"http://bob:hunter2@127.0.0.1:{free_port()}"})
     assert proc.returncode == 1 and "not reachable" in proc.stderr and "hunter2" not in proc.stderr
+    # A presigned URL: its signature and key id are kept out of MLflow and the checkpoint the same way.
+    presigned = ("https://b.s3.amazonaws.com/drums.tar.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                 "&X-Amz-Credential=AKIAEXAMPLE%2F20261207&X-Amz-Signature=5ec7e75ec7e7")
+    run_cli(*train_args(prepared, tmp_path / "v", 1, "--set", f"data.source={presigned}"), env=env)
+    runs = client.search_runs([client.get_experiment_by_name("train-tests").experiment_id])
+    recorded = [r.data.params["data.source"] for r in runs if "amazonaws" in r.data.params["data.source"]]
+    assert recorded and all("AKIAEXAMPLE" not in s and "5ec7e75ec7e7" not in s for s in recorded)
+    (ckpt,) = list_checkpoints(tmp_path / "v" / "checkpoints")
+    assert "5ec7e75ec7e7" not in load_checkpoint(ckpt)["params"]
+
+
+def test_set_source_refuses_a_url_with_credentials_and_names_what_to_use(tmp_path):
+    """params.yaml and data.dvc are committed: set-source never writes a password or a signature into them."""
+    import shutil
+
+    from tests.services import ROOT
+
+    for name in ("params.yaml", "data.dvc"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    before = {n: (tmp_path / n).read_bytes() for n in ("params.yaml", "data.dvc")}
+    for url in ("https://alice:pa55@data.example/kit.zip",
+                "https://b.s3.amazonaws.com/k.tgz?AWSAccessKeyId=AKIA1&Expires=1&Signature=c2lnbg%3D"):
+        proc = run_cli("set-source", url, cwd=tmp_path, check=False)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+        assert "AWS_ACCESS_KEY_ID" in proc.stderr and "pa55" not in proc.stderr and "c2lnbg" not in proc.stderr
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
 
 
 @pytest.mark.slow

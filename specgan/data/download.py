@@ -151,7 +151,7 @@ def _fetch_s3(url: str, part: Path) -> None:
 
 def _bar(total: int | None, initial: int, label: str) -> tqdm:
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=f"download {label.rsplit('/', 1)[-1]}", leave=False)
+                desc=f"download {redact_url(label).split('?', 1)[0].rsplit('/', 1)[-1]}", leave=False)
 
 
 def _from_archive(archive: Path, out_dir: Path, source: str, sha256: str, cfg: DownloadConfig) -> DownloadResult:

@@ -8,6 +8,8 @@ import yaml
 
 from specgan.core.atomic import atomic_path
 from specgan.core.config import load_params
+from specgan.core.errors import SpecganError
+from specgan.core.redact import has_credentials
 from specgan.core.yaml_text import replace_scalar
 
 DATA_DVC = Path("data.dvc")
@@ -22,6 +24,12 @@ def data_dvc_text(source: str) -> str:
 
 def set_source(source: str, root: str | Path = ".", sha256: str = "") -> None:
     """Point data.dvc and params.yaml's ``data.source`` (and ``data.sha256``) at ``source``."""
+    if has_credentials(source):
+        raise SpecganError(
+            "the source URL carries credentials (a password or a presigned signature), and set-source writes it "
+            "into params.yaml and data.dvc, files people commit: name the object as s3://bucket/key with "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (AWS_ENDPOINT_URL for MinIO), or "
+            "download it once and set-source the local file")
     root = Path(root)
     params_path = root / "params.yaml"
     text = params_path.read_text()
