@@ -22,6 +22,8 @@ from tests.services import ROOT
 from tests.tiny import NO_RULES, TINY, sets
 
 PODMAN = shutil.which("podman")
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CHROOT = shutil.which("chroot", path=SYSTEM_PATH) or "chroot"
 pytestmark = [pytest.mark.image,
               pytest.mark.skipif(not PODMAN, reason="podman is absent (apt-get install podman mmdebstrap)")]
 TAG = os.environ.get("SPECGAN_IMAGE", "localhost/specgan:smoke")
@@ -61,7 +63,7 @@ def inside(root: Path, *cmd: str, timeout: float = 900) -> subprocess.CompletedP
     env = {"PATH": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/home/specgan", "LANG": "C.UTF-8",
            "VIRTUAL_ENV": "/opt/venv", "PYTHONUNBUFFERED": "1", "MLFLOW_TRACKING_URI": "", "SPECGAN_DEVICE": "cpu"}
     script = f"cd /home/specgan && {' '.join(cmd)}"
-    return subprocess.run(["chroot", "--userspec=1000:1000", str(root), "sh", "-c", script],
+    return subprocess.run([CHROOT, "--userspec=1000:1000", str(root), "sh", "-c", script],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
