@@ -7,8 +7,8 @@ Sections, each timed and recorded even when another fails:
 2. ``real_loop``: the `train` step's own code (``specgan.training.train.train``) on CUDA for both recipes on
    2,350 synthetic normalized clips resident on the device; checkpoint, resume, unbroken-vs-resumed weights.
 3. ``render``: batched fast Griffin-Lim for 4,096 clips and the full render path (generator + Griffin-Lim).
-4. ``quality``: the seed recipe at width 64 on a synthetic kit, evaluated at several points until the
-   time budget runs out (needs soundfile: carry its wheels).
+4. ``quality``: the main job's recipe (``--recipe`` for another) at width 64 on a synthetic kit, evaluated at
+   several points until the time budget runs out (needs soundfile: carry its wheels).
 
 Needs torch, torchaudio, numpy, scipy, scikit-learn, matplotlib and PyYAML; no MLflow, DVC or kfp.
 CPU check:  python bench/gpu_run.py --device cpu --small --out /tmp/gpu-check
@@ -53,7 +53,7 @@ class Run:
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"
         self.t0 = time.perf_counter()
-        self.p = load_params(ROOT / "params.yaml")
+        self.p = load_params(ROOT / "params.yaml", [f"recipe={args.recipe}"] if args.recipe else [])
         self.width, self.batch = (8, 8) if args.small else (64, 64)
 
     def left(self) -> float:
@@ -385,9 +385,11 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0, help="train.seed of the quality run")
-    ap.add_argument("--stages", type=int, nargs="+", default=[10, 30, 60, 120, 200, 300, 450, 600, 800, 1000],
+    ap.add_argument("--stages", type=int, nargs="+", default=[10, 30, 60, 100, 200, 300, 450, 600, 800, 1000],
                     help="epochs at which the quality run evaluates")
     ap.add_argument("--small", action="store_true", help="tiny sizes, for checking the script on a CPU")
+    ap.add_argument("--recipe", help="params.yaml's recipe to run (default: the main job's, params.yaml as it is; "
+                                     "`seed` for the MATLAB recipe beside it)")
     ap.add_argument("--only", nargs="*", help="run only these sections")
     args = ap.parse_args()
     run = Run(args)
