@@ -49,7 +49,9 @@ class FileServer:
     fail_503: dict[str, int] = field(default_factory=dict)   # path -> remaining 503 answers
     drop_after: dict[str, int] = field(default_factory=dict)  # path -> bytes to send before one drop
     drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between 100-byte writes
-    redirects: dict[str, str] = field(default_factory=dict)  # path -> path it redirects to
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> path (or absolute URL) it redirects to
+    ignore_if_range: set[str] = field(default_factory=set)  # paths whose Range is honoured even if If-Range fails
+    silent: set[str] = field(default_factory=set)  # paths whose request is accepted and never answered
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     port: int = 0
 
@@ -73,9 +75,13 @@ def serve_files() -> Iterator[FileServer]:
                 state.fail_503[path] -= 1
                 self.send_error(503, "try again")
                 return
+            if path in state.silent:
+                time.sleep(120)  # accepted, never answered (a hung server): the client's deadline must end it
+                return
             if path in state.redirects:
+                target = state.redirects[path]
                 self.send_response(302)
-                self.send_header("Location", "/" + state.redirects[path])
+                self.send_header("Location", target if "://" in target else "/" + target)
                 self.end_headers()
                 return
             if path not in state.files:
@@ -86,7 +92,7 @@ def serve_files() -> Iterator[FileServer]:
             start = 0
             rng = self.headers.get("Range")
             if_range = self.headers.get("If-Range")
-            if rng and if_range is not None and if_range != etag:
+            if rng and if_range is not None and if_range != etag and path not in state.ignore_if_range:
                 rng = None  # RFC 9110: the file changed, send all of the new one
             if rng and rng.startswith("bytes="):
                 start = int(rng[6:].split("-")[0])

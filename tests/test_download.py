@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -296,7 +297,7 @@ def test_a_bomb_appended_after_a_valid_archive_is_refused_without_decompressing_
     work.mkdir()
     t0 = time.perf_counter()
     proc = _run_download(archive, work / "raw")
-    assert proc.returncode == 1 and "data after the tar archive's end" in proc.stderr, proc.stderr[-500:]
+    assert proc.returncode == 1 and "data after the tar's end" in proc.stderr, proc.stderr[-500:]
     assert len(proc.stderr.strip().splitlines()) == 1 and leftovers(work) == []
     assert time.perf_counter() - t0 < 60  # a fraction of what decompressing the gigabyte would cost
 
@@ -317,3 +318,50 @@ def test_member_sizes_are_checked_before_their_data_is_decompressed(tmp_path):
     proc = _run_download(archive, work / "raw")
     assert proc.returncode == 1 and "more than download.max_extracted_mb" in proc.stderr, proc.stderr[-500:]
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_server_that_ignores_if_range_never_splices_two_versions(file_server, kit_dir, tmp_path):
+    """After a dropped connection the file changes, and the server answers the resume with 206 anyway (it
+    ignores If-Range): the 206's ETag is not the part's, so the client starts over; the result is the new file,
+    whole."""
+    import numpy as np
+    import soundfile as sf
+
+    old = _tar_bytes(kit_dir, "w")  # a plain .tar: a splice would still parse
+    other = tmp_path / "other"
+    shutil.copytree(kit_dir, other)
+    for wav in sorted(other.rglob("*.wav"))[:3]:
+        sf.write(wav, np.full(4000, 0.25), 16000)
+    new = _tar_bytes(other, "w")
+    file_server.files["kit.tar"] = old
+    file_server.drop_after["kit.tar"] = len(old) // 2
+    file_server.ignore_if_range.add("kit.tar")
+    with pytest.raises(DownloadError):
+        download(file_server.url("kit.tar"), tmp_path / "raw", DownloadConfig(**{**FAST.__dict__, "retries": 1}))
+    file_server.files["kit.tar"] = new
+    result = download(file_server.url("kit.tar"), tmp_path / "raw", FAST)
+    assert result.archive_sha256 == hashlib.sha256(new).hexdigest()
+
+
+def test_the_deadline_covers_a_server_that_never_answers(file_server, tmp_path):
+    import time
+
+    file_server.files["hung.tar.gz"] = b"x"
+    file_server.silent.add("hung.tar.gz")
+    cfg = DownloadConfig(**{**FAST.__dict__, "timeout_s": 60.0, "deadline_s": 2.0, "retries": 5})
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError, match="not finished within download.deadline_s"):
+        download(file_server.url("hung.tar.gz"), tmp_path / "raw", cfg)
+    assert time.perf_counter() - t0 < 6
+
+
+def test_a_redirect_to_another_scheme_is_one_line(file_server, tmp_path):
+    file_server.redirects["kit.tar.gz"] = "file:///etc/passwd"
+    work = tmp_path / "work"
+    work.mkdir()
+    from tests.services import ROOT, run_cli
+
+    proc = run_cli("download", "--source", file_server.url("kit.tar.gz"), "--out", str(work / "raw"),
+                   "--params", str(ROOT / "params.yaml"), cwd=work, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "only http(s) redirects are followed" in proc.stderr and leftovers(work) == []

@@ -72,6 +72,8 @@ def _fetch_remote(url: str, part: Path, cfg: DownloadConfig) -> None:
     spliced onto the old part."""
     part.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + cfg.deadline_s
+    late = DownloadError(f"{redact_url(url)}: not finished within download.deadline_s ({cfg.deadline_s:g} s); the "
+                         "partial file is kept and the next run resumes it")
     for attempt in range(1, cfg.retries + 1):
         try:
             if url.startswith("s3://"):
@@ -80,15 +82,23 @@ def _fetch_remote(url: str, part: Path, cfg: DownloadConfig) -> None:
                 _fetch_http(url, part, cfg.timeout_s, deadline)
             return
         except requests.TooManyRedirects:
-            raise DownloadError(f"{url}: too many redirects (a redirect loop?)") from None
+            raise DownloadError(f"{redact_url(url)}: too many redirects (a redirect loop?)") from None
+        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema) as exc:  # e.g. a redirect to file:// or ftp://
+            raise DownloadError(f"{redact_url(url)}: refused: {redact_url(first_line(exc, 200))} (only http(s) "
+                                "redirects are followed)") from None
         except (_Transient, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError) as exc:  # read1 raises urllib3's own errors
-            reason = first_line(exc, 200)
+            reason = redact_url(first_line(exc, 200))
+            if time.monotonic() >= deadline:
+                raise late from None
             if attempt == cfg.retries:  # the part file stays: the next run resumes it (If-Range guards it)
-                raise DownloadError(f"{url}: failed after {attempt} attempts: {reason}") from None
-            delay = cfg.backoff_s * 2 ** (attempt - 1)
+                raise DownloadError(f"{redact_url(url)}: failed after {attempt} attempts: {reason}") from None
+            delay = min(cfg.backoff_s * 2 ** (attempt - 1), max(0.0, deadline - time.monotonic()))
             log.warning("download attempt %d failed (%s); retrying in %.1fs", attempt, reason, delay)
             time.sleep(delay)
+            if time.monotonic() >= deadline:
+                raise late from None
 
 
 def _validator_file(part: Path) -> Path:
@@ -101,7 +111,10 @@ def _fetch_http(url: str, part: Path, timeout_s: float, deadline: float) -> None
     validator = sidecar.read_text() if sidecar.exists() else ""
     # Resume only a part whose version is known: If-Range makes the server send the whole new file if it changed.
     headers = {"Range": f"bytes={have}-", "If-Range": validator} if have and validator else {}
-    with requests.get(url, stream=True, timeout=timeout_s, headers=headers) as resp:
+    # Every socket wait (connect, headers, each read) ends by the deadline: a server that never answers
+    # cannot hold a run past it.
+    timeout = max(0.05, min(timeout_s, deadline - time.monotonic()))
+    with requests.get(url, stream=True, timeout=timeout, headers=headers) as resp:
         if resp.status_code == 416:  # our partial file is stale or complete: start over
             part.unlink(missing_ok=True)
             raise _Transient("range not satisfiable, restarting")
@@ -111,6 +124,12 @@ def _fetch_http(url: str, part: Path, timeout_s: float, deadline: float) -> None
             part.unlink(missing_ok=True)
             raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
         resumed = resp.status_code == 206 and bool(headers)
+        if resumed and not _same_version(resp, validator, have):
+            # A server that ignores If-Range answered 206 for another version (or another range): the part
+            # cannot be continued. Start over rather than splice two versions.
+            part.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            raise _Transient("the server sent part of another version of the file; restarting from the beginning")
         start = have if resumed else 0
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length else None
@@ -129,6 +148,14 @@ def _fetch_http(url: str, part: Path, timeout_s: float, deadline: float) -> None
         got = part.stat().st_size
         if total is not None and got < total:
             raise _Transient(f"connection closed after {got} of {total} bytes")
+
+
+def _same_version(resp: requests.Response, validator: str, have: int) -> bool:
+    """A 206 continues our part only if it says it is the same version (its ETag or Last-Modified is our
+    validator) and starts where the part ends (Content-Range ``bytes HAVE-...``)."""
+    now = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
+    content_range = resp.headers.get("Content-Range", "")
+    return now == validator and content_range.startswith(f"bytes {have}-")
 
 
 def _fetch_s3(url: str, part: Path) -> None:
@@ -252,8 +279,9 @@ def _verify_tar_stream(archive: Path, kind: str, end: int) -> None:
                 tail += block[start:start + TAR_END - len(tail)]
             pos += len(block)
             if pos > limit:  # stop decompressing: trailing data (a bomb appended to a valid archive) is refused
-                raise UnsafeArchiveError(f"{archive.name}: data after the tar archive's end (more than "
-                                         f"{pos - limit} bytes once decompressed): refused")
+                label = f"tar.{kind}" if kind else "tar"
+                raise UnsafeArchiveError(f"{archive.name}: corrupt {label} archive (data after the tar's end: damaged, "
+                                         "or something appended; not decompressed further): refused")
     if len(tail) < TAR_END or tail.count(0) != TAR_END:
         raise DownloadError(f"{archive.name}: truncated or corrupt tar archive (no end marker after the last "
                             "member)")
