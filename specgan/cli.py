@@ -426,6 +426,12 @@ def run_reporting_errors(prog: str, call: Callable[[], int | None]) -> int:
 
     try:
         return int(call() or 0)
+    except KeyboardInterrupt:  # Ctrl-C (also under dvc repro): what was written atomically stays consistent
+        print(f"{prog}: interrupted; rerun the command to resume (partial outputs are never kept half-written)",
+              file=sys.stderr)
+        return 130
+    except UnicodeDecodeError as exc:
+        print(f"{prog}: error: a text file is not UTF-8 ({exc.reason} at byte {exc.start})", file=sys.stderr)
     except (ConfigError, SpecganError) as exc:
         print(f"{prog}: error: {redact_url(str(exc))}", file=sys.stderr)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:

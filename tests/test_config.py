@@ -105,3 +105,16 @@ def test_version_and_output_permissions_follow_the_umask(tmp_path, kit_dir):
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o750
     assert (tmp_path / "f" / "summary.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_huge_params_are_refused_before_parsing_and_huge_values_in_one_line(tmp_path):
+    import time
+
+    big = tmp_path / "params.yaml"
+    big.write_text((ROOT / "params.yaml").read_text() + "# " + "x" * (2 * 2**20) + "\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="more than a params file holds"):
+        load_params(big)
+    assert time.perf_counter() - t0 < 1
+    with pytest.raises(ConfigError, match="data.source: 100,000 characters, more than a param holds"):
+        load_params(ROOT / "params.yaml", ["data.source=" + "a" * 100_000])

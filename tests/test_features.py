@@ -323,3 +323,19 @@ def test_a_huge_clip_file_is_hashed_in_pieces_and_decoded_from_disk(tmp_path, pa
     rows = load_manifest(tmp_path / "f3")
     assert rows[0]["sha256"] == hashlib.sha256((data / "long.wav").read_bytes()).hexdigest()
     assert float(rows[0]["duration_s"]) == 540.0
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"file,class\na.wav,kick\n", "a labels file needs the columns path and label; its header is file,class"),
+    (b"path,label\nkick\xff.wav,kick\n", "not UTF-8 text (byte 15); save it as UTF-8"),
+])
+def test_a_bad_labels_file_is_one_line(tmp_path, content, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    sf.write(data / "a.wav", np.sin(np.arange(16000) / 5.0), 16000)
+    (data / "labels.csv").write_bytes(content)
+    proc = run_cli("features", "--data", str(data), "--out", str(tmp_path / "f"), "--split", "all",
+                   "--params", str(ROOT / "params.yaml"), "--workers", "1", check=False, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [f"specgan features: error: {data}/labels.csv: "
+                                                                        f"{message}"]
+    assert not (tmp_path / "f").exists()

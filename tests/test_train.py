@@ -337,3 +337,20 @@ def test_fewer_epochs_than_a_finished_run_trains_that_many_not_the_longer_model(
                   env=env, check=False)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].endswith(
         "holds 3 epochs, more than train.epochs=2: raise train.epochs, or pass --fresh to start over")
+
+
+def test_ctrl_c_is_one_line_and_the_next_run_resumes(prepared, tmp_path):
+    env = sqlite_env(tmp_path)
+    out = tmp_path / "t"
+    proc = subprocess.Popen([str(BIN / "specgan"), *train_args(prepared, out, 8)], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "ckpt-e000002.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-1500:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("specgan train: interrupted")
+    resumed = run_cli(*train_args(prepared, out, 8), env=env)
+    assert "resuming from" in resumed.stderr and (out / "generator.pt").exists()

@@ -18,6 +18,10 @@ DEFAULT_PARAMS = Path("params.yaml")
 MAX_SOUNDS = 256  # the most sounds one synthesize call or one serving request makes (bounded memory)
 
 
+MAX_PARAMS_BYTES = 256 * 2**10  # params.yaml is about 12 KB: a file this large is refused before it is parsed
+MAX_TEXT = 4096  # the longest text value (a URL, a path)
+
+
 class ConfigError(ValueError):
     """A one-line error naming the offending params key."""
 
@@ -226,6 +230,8 @@ def _check_value(key: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) 
             raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     else:
         ok = isinstance(value, tp)
+        if ok and isinstance(value, str) and len(value) > MAX_TEXT:
+            raise ConfigError(f"{key}: {len(value):,} characters, more than a param holds (at most {MAX_TEXT:,})")
     if not ok:
         hint = ""
         if tp is float and isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
@@ -348,6 +354,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: typing.Iterable[st
     """Load and validate params.yaml; errors are one line naming the key."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_PARAMS_BYTES:  # before parsing: a huge file would cost minutes and gigabytes to refuse
+            raise ConfigError(f"{path}: {size / 2**20:.1f} MB, more than a params file holds "
+                              f"(at most {MAX_PARAMS_BYTES // 2**10} KB)")
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None

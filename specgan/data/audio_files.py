@@ -6,6 +6,8 @@ import csv
 import os
 from pathlib import Path
 
+from specgan.core.errors import SpecganError
+
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3"})  # what the decoder reads
 # Audio the decoder (libsndfile) cannot read: listed, then rejected with this reason instead of ignored.
 UNSUPPORTED_AUDIO = frozenset({".m4a", ".aac", ".wma", ".alac", ".ape", ".mp2", ".amr", ".opus", ".mid", ".midi"})
@@ -89,7 +91,14 @@ def read_labels(data_dir: str | Path, mode: str = "manifest") -> dict[str, str]:
         return labels
     for manifest in sorted(data_dir.rglob(LABEL_MANIFEST)):
         base = manifest.parent.relative_to(data_dir)
-        with open(manifest, newline="") as fh:
-            for row in csv.DictReader(fh):
-                labels[(base / row["path"]).as_posix()] = row["label"]
+        try:
+            with open(manifest, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                if not {"path", "label"} <= set(reader.fieldnames or ()):
+                    raise SpecganError(f"{manifest}: a labels file needs the columns path and label; its header is "
+                                       f"{','.join(reader.fieldnames or ()) or 'empty'}")
+                for row in reader:
+                    labels[(base / row["path"]).as_posix()] = row["label"]
+        except UnicodeDecodeError as exc:
+            raise SpecganError(f"{manifest}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     return labels

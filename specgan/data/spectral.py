@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +16,14 @@ import soundfile as sf
 
 from specgan.core.config import FeaturesConfig
 from specgan.core.errors import first_line
+
+_OBJECT = re.compile(r"<[^<>]*? at 0x[0-9a-f]+>")  # e.g. libsndfile's "Error opening <_io.BytesIO object at 0x7f..>"
+
+
+def _stable(reason: str) -> str:
+    """A reason as rejects.csv records it: no object addresses, which differ between runs on the same input
+    (DVC would see a change where there is none)."""
+    return _OBJECT.sub("the file", reason)
 
 
 class RejectedClip(ValueError):
@@ -85,7 +94,7 @@ def _decode_soundfile(path: str | Path, cfg: FeaturesConfig, data: bytes | None,
     try:
         snd = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise RejectedClip(f"unreadable audio: {first_line(exc)}") from None
+        raise RejectedClip(f"unreadable audio: {_stable(first_line(exc))}") from None
     with snd:
         if snd.frames <= 0:
             raise RejectedClip("empty: 0 samples")
@@ -101,7 +110,7 @@ def _decode_soundfile(path: str | Path, cfg: FeaturesConfig, data: bytes | None,
         try:
             audio = snd.read(frames=need, dtype="float64", always_2d=True, out=clip[:, None] if direct else None)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise RejectedClip(f"unreadable audio: {first_line(exc)}") from None
+            raise RejectedClip(f"unreadable audio: {_stable(first_line(exc))}") from None
     return audio, meta, snd.frames, need, direct
 
 
