@@ -354,3 +354,39 @@ def test_ctrl_c_is_one_line_and_the_next_run_resumes(prepared, tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("specgan train: interrupted")
     resumed = run_cli(*train_args(prepared, out, 8), env=env)
     assert "resuming from" in resumed.stderr and (out / "generator.pt").exists()
+
+
+def _flip_tensor_bytes(path: Path) -> None:
+    """Flip 16 bytes in the middle of the largest tensor record, leaving the zip structure intact."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    raw[start:start + 16] = bytes(b ^ 0xFF for b in raw[start:start + 16])
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_in_a_checkpoint_are_caught_by_its_digest_and_nothing_is_deleted(prepared, tmp_path):
+    env, out = sqlite_env(tmp_path), tmp_path / "run"
+    run_cli(*train_args(prepared, out, 2), env=env)
+    ckpts = out / "checkpoints"
+    newest = list_checkpoints(ckpts)[-1]
+    _flip_tensor_bytes(newest)
+    proc = run_cli(*train_args(prepared, out, 3), env=env)
+    assert "does not match its digest" in proc.stderr and "ckpt-e000001.pt (epoch 1" in proc.stderr
+    assert (ckpts / (newest.name + ".corrupt")).exists()  # moved aside, kept for inspection
+    # Every checkpoint damaged: one line, nothing deleted; --fresh starts over.
+    for path in list_checkpoints(ckpts):
+        _flip_tensor_bytes(path)
+    stop = run_cli(*train_args(prepared, out, 4), env=env, check=False)
+    assert stop.returncode == 1 and stop.stderr.strip().splitlines()[-1].endswith(
+        "is unreadable (moved aside as *.corrupt, not deleted): pass --fresh to start over")
+    kept = sorted(p.name for p in ckpts.iterdir())
+    assert kept and all(name.endswith(".corrupt") for name in kept)
+    run_cli(*train_args(prepared, out, 2, "--fresh"), env=env)
+    assert load_checkpoint(list_checkpoints(ckpts)[-1])["state"]["epoch"] == 2
+    assert {p.name for p in ckpts.iterdir() if p.name.endswith(".corrupt")} == set(kept)

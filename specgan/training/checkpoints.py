@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -27,19 +29,54 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if PATTERN.match(p.name))
 
 
+DIGEST = "digest"
+CORRUPT = ".corrupt"  # an unreadable checkpoint is renamed with this suffix: kept for inspection, never deleted
+
+
+def content_digest(payload: dict) -> str:
+    """sha256 over every value of a checkpoint (tensors by dtype, shape and bytes), in a fixed order: a flipped
+    byte inside a tensor, which the zip container does not notice, changes it."""
+    h = hashlib.sha256()
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for k in sorted(value, key=str):
+                if k != DIGEST:
+                    h.update(repr(k).encode())
+                    walk(value[k])
+        elif isinstance(value, (list, tuple)):
+            h.update(f"[{len(value)}".encode())
+            for v in value:
+                walk(v)
+        elif isinstance(value, torch.Tensor):
+            v = value.detach().cpu().contiguous()
+            h.update(f"{v.dtype}{tuple(v.shape)}".encode())
+            h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+        else:
+            h.update(repr(value).encode())
+
+    walk(payload)
+    return h.hexdigest()
+
+
 def save_checkpoint(folder: str | Path, epoch: int, payload: dict, keep: int) -> Path:
-    """Write ``ckpt-e<epoch>.pt`` atomically, then delete all but the newest ``keep``."""
+    """Write ``ckpt-e<epoch>.pt`` atomically, with the digest of its content, then delete all but the newest
+    ``keep``."""
     folder = Path(folder)
     dest = checkpoint_path(folder, epoch)
-    save_torch(payload, dest)
+    save_torch({**payload, DIGEST: content_digest(payload)}, dest)
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return dest
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Load safely (tensors and plain containers only)."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Load safely (tensors and plain containers only) and check the content against its digest; a mismatch is
+    a ValueError (a checkpoint written before digests has none to check)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if DIGEST in ckpt and content_digest(ckpt) != ckpt[DIGEST]:
+        raise ValueError("its content does not match its digest (damaged on disk)")
+    return ckpt
 
 
 TEMP = re.compile(r"^\.ckpt-e\d{6}\.pt\..*\.tmp$")  # atomic_path's temporaries of save_checkpoint
@@ -69,8 +106,11 @@ def newest_loadable(folder: str | Path, device: torch.device | str = "cpu",
         try:
             return path, load_checkpoint(path, device)
         except Exception as exc:  # noqa: BLE001 -- any unreadable file: fall back to the previous one
-            log.warning("checkpoint %s is unreadable (%s): trying the previous one",
-                                                path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            aside = path.with_name(path.name + CORRUPT)
+            with contextlib.suppress(OSError):  # another rank may have moved it already
+                path.rename(aside)
+            log.warning("checkpoint %s is unreadable (%s): moved aside to %s; trying the previous one",
+                        path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
     return None, None
 
 
@@ -110,7 +150,11 @@ def resume_point(folder: Path, resume: str | None, fresh: bool, fingerprint: str
         abandoned = (ckpt or {}).get("run_id") or None
         ckpt = None
     else:
+        had = bool(list_checkpoints(folder))
         path, ckpt = newest_loadable(folder, device, epochs)
+        if had and ckpt is None and not list_checkpoints(folder):
+            raise TrainError(f"every checkpoint in {folder} is unreadable (moved aside as *{CORRUPT}, not deleted): "
+                             "pass --fresh to start over")
         longer = [p for p in list_checkpoints(folder) if epochs is not None and checkpoint_epoch(p) > epochs]
         if ckpt is None and longer:
             log.warning("not resuming from %s: it holds %d epochs, more than train.epochs=%d; starting fresh",
