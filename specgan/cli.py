@@ -367,7 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("synthesize", help="drum sounds from a model, optional reverb and loop")
     sp.add_argument("--model", required=True,
-                    help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/generator, a run id or generator.pt")
+                    help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/generator, a run id or generator.pt. "
+                         "A model URI is read safely (its generator file and settings; a pyfunc model's pickled "
+                         "code is never run, and a model without a specgan generator is refused); note that "
+                         "`mlflow models serve` and mlflow.pyfunc.load_model do unpickle it: serve only models "
+                         "you trust")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--count", type=int, help="sounds (default: synthesize.count)")
     sp.add_argument("--seed", type=int, help="first seed (default: synthesize.seed)")

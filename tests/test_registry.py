@@ -281,3 +281,30 @@ def test_concurrent_promotes_never_both_succeed(two_models, evaluations, env):
     results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _, _ in results) == [0, 1], results
     assert sum("is now champion" in out for _, out, _ in results) == 1
+
+
+class _Hostile(mlflow.pyfunc.PythonModel):
+    """A pyfunc model someone else logged: loading it runs code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def load_context(self, context) -> None:
+        Path(self.marker).write_text("ran")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_synthesize_never_unpickles_a_model_uri(tmp_path, env):
+    """`--model runs:/...` of a pyfunc model that is not a specgan generator: refused in one line, its code never
+    run (a registered specgan model is read through its generator file: the register test above)."""
+    marker = tmp_path / "pwned"
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_experiment("hostile")
+    with mlflow.start_run() as run:
+        mlflow.pyfunc.log_model(name="generator", python_model=_Hostile(str(marker)))
+    proc = run_cli("synthesize", "--model", f"runs:/{run.info.run_id}/generator", "--out", str(tmp_path / "o"),
+                   env=env, check=False)
+    assert proc.returncode == 1 and "is not a specgan generator model" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not marker.exists() and not (tmp_path / "o").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,21 +28,36 @@ class Reverb:
 
 def load_model(ref: str) -> tuple[DrumGenerator, dict | None]:
     """A DrumGenerator from a local generator.pt, an MLflow model URI (models:/..., runs:/...) or a run id,
-    with the registered model's render and synthesize settings (None for a bare generator file)."""
+    with the registered model's render and synthesize settings (None for a bare generator file). A model URI is
+    read without unpickling anything: its generator file and its MLmodel settings only."""
     if Path(ref).is_file():
         return DrumGenerator.load(ref), None
     import mlflow
 
     from specgan.core.tracking import check_tracking
-    from specgan.registry.mlflow_model import MODEL_NAME_IN_RUN
+    from specgan.registry.mlflow_model import ARTIFACT_KEY, MODEL_NAME_IN_RUN
 
     mlflow.set_tracking_uri(check_tracking())
     uri = f"runs:/{ref}/{MODEL_NAME_IN_RUN}" if RUN_ID.match(ref) else ref
-    try:
-        model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise SpecganError(f"cannot load model {ref!r}: {str(exc).splitlines()[0]}") from None
-    return model.generator, dict(getattr(model, "settings", None) or {}) or None
+    # The safe reader: the model's MLmodel (YAML) and its generator file (tensors only, torch's weights_only
+    # loader). Its python_model.pkl is never unpickled: a model logged by someone else could run any code.
+    import tempfile
+
+    import yaml
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line of ours instead
+    with tempfile.TemporaryDirectory(prefix="specgan-model-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise SpecganError(f"cannot load model {ref!r}: {str(exc).splitlines()[0]}") from None
+        flavor = (yaml.safe_load((local / "MLmodel").read_text()) if (local / "MLmodel").is_file() else {}) or {}
+        spec = (flavor.get("flavors") or {}).get("python_function") or {}
+        rel = ((spec.get("artifacts") or {}).get(ARTIFACT_KEY) or {}).get("path")
+        if not rel or not (local / rel).is_file():
+            raise SpecganError(f"{ref!r} is not a specgan generator model (no {ARTIFACT_KEY} artifact): refused, "
+                               "since loading another pyfunc model would run its pickled code")
+        return DrumGenerator.load(local / rel), dict(spec.get("config") or {}) or None
 
 
 def apply_reverb(audio: np.ndarray, sample_rate: int, reverb: Reverb) -> np.ndarray:
