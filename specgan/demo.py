@@ -72,6 +72,15 @@ def expected_time(params_path: Path, clips: int) -> str:
             "minutes on 2 CPU cores (the gallery and the gate's verdict come at the end)")
 
 
+def _experiment_id(uri: str, name: str) -> str:
+    """The MLflow experiment's id, for the URL of its runs page (MLflow 3's UI otherwise opens on its GenAI
+    overview)."""
+    import mlflow
+
+    experiment = mlflow.MlflowClient(uri).get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else "0"
+
+
 def _run(cmd: list[str], cwd: Path, env: dict) -> None:
     print(f"$ {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=cwd, env=env)
@@ -125,6 +134,7 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
     result = {"workdir": str(workdir), "gallery": str(workdir / "outputs" / "render" / "index.html"),
               "model": registered["name"], "version": registered["version"], "run_id": registered["run_id"],
               "tracking_uri": env["MLFLOW_TRACKING_URI"], "seconds": round(time.perf_counter() - t0, 1),
+              "experiment_id": _experiment_id(env["MLFLOW_TRACKING_URI"], env["MLFLOW_EXPERIMENT_NAME"]),
               "promoted": promoted.returncode == 0, "verdict": verdict[-1] if verdict else "",
               "metrics": json.loads((workdir / "metrics" / "evaluate.json").read_text())}
     return result

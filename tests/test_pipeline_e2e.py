@@ -103,6 +103,7 @@ def test_demo_command_runs_every_stage_and_prints_where_things_are(tmp_path):
     assert "drums-demo version 1 (@challenger, promoted to @champion)" in proc.stdout
     assert "gate:     PASSES" in proc.stdout and "quality:  frechet_distance" in proc.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlflow.db" in proc.stdout
+    assert "then open http://127.0.0.1:5000/#/experiments/1/runs" in proc.stdout
     assert "hit timing against held-out clips: attack" in proc.stdout
     # Comparing runs with DVC's own commands works in the demo folder: its first run is committed.
     diff = run_dvc("metrics", "diff", cwd=work)

@@ -56,7 +56,7 @@ def start_run(run_name: str | None = None, tags: dict[str, str] | None = None) -
 
     mlflow.set_tracking_uri(check_tracking())
     experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
-    if EXPERIMENT_KIND_TAG not in experiment.tags:  # MLflow 3's UI then opens the experiment on its runs
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # MLflow 3's experiment kind: model training, not GenAI
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
     return mlflow.start_run(run_name=run_name, tags=tags)
 
