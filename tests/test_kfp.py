@@ -213,12 +213,13 @@ def test_no_credential_or_environment_value_reaches_the_yaml(compiled):
 
 def test_dockerfile_is_complete():
     lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip() and ln[0] != "#"]
-    assert lines[0].startswith("FROM python:3.11")
+    assert lines[0] == "ARG BASE=python:3.11-slim-bookworm" and lines[1] == "FROM ${BASE}"
     for line in lines:
         if line.startswith("COPY"):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), src
-    assert any("pip install -c constraints.txt ." in ln for ln in lines)
+    assert any("pip install -c constraints.txt -r" in ln for ln in lines)  # the dependencies layer
+    assert any("pip install --no-deps -c constraints.txt ." in ln for ln in lines)  # then the project
     assert lines[-2] == 'ENTRYPOINT ["specgan"]'
     cluster = yaml.safe_load((ROOT / "pipeline" / "cluster.yaml").read_text())
     assert cluster["base_image"]

@@ -13,7 +13,8 @@ from specgan.model.networks import Discriminator, Generator, _upsampler, minibat
 from specgan.training.gan import GanState, GanStep
 
 
-def test_full_width_shapes_and_parameter_counts(params):
+def test_full_width_shapes_and_parameter_counts(seed_params):
+    params = seed_params
     G, D = Generator(params.model), Discriminator(params.model)
     # Linear 100->16384 plus five 5x5 transposed convs 1024->512->256->128->64->1 (SPEC.md 5).
     assert n_params(G) == 100 * 16384 + 16384 + sum(a * b * 25 + b for a, b in
@@ -112,7 +113,8 @@ def _d_loss(params, index: int = 0, **optim) -> float:
     return float(loss)
 
 
-def test_each_stabilizer_changes_the_discriminator_step(params):
+def test_each_stabilizer_changes_the_discriminator_step(seed_params):
+    params = seed_params
     base = _d_loss(params)
     assert _d_loss(params, r1_weight=10.0) > base  # R1 adds a non-negative penalty (here > 0)
     assert _d_loss(params, r1_weight=10.0, r1_every=2, index=1) == base  # lazy: off on odd D updates

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -335,7 +334,7 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
     t0 = time.perf_counter()
 
     def say(what: str) -> None:  # the step takes a minute on a CPU: never a silent one
-        print(f"evaluate: {what} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        print(f"evaluate: {what} ({time.perf_counter() - t0:.0f} s)", flush=True)  # stdout: errors stay one line
 
     gen = DrumGenerator.load(generator_path)
     feat = gen.features
