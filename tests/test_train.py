@@ -321,7 +321,6 @@ def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_fresh_star
     assert [r.info.status for r in runs.values()] == ["FINISHED"]
 
 
-@pytest.mark.numerics
 def test_fewer_epochs_than_a_finished_run_trains_that_many_not_the_longer_model(prepared, tmp_path):
     """`--set train.epochs=1` in a folder that holds 3 epochs: the 1-epoch checkpoint is resumed (none newer
     counts), the export is the 1-epoch model, bit for bit, and an explicit resume of the longer one refuses."""
