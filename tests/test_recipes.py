@@ -12,7 +12,8 @@ from specgan.core.config import ConfigError, load_params
 from tests.services import ROOT, run_cli
 
 NO_STABILIZERS = {"model.minibatch_std": 0, "model.spectral_norm": False, "model.conditional": False,
-                  "train.envelope_weight": 0.0, "train.envelope_quantile_weight": 0.0, "train.g_ema": 0.0}
+                  "train.envelope_weight": 0.0, "train.envelope_quantile_weight": 0.0, "train.g_ema": 0.0,
+                  "train.class_balance": 0.0}
 
 
 def values(p, keys):
@@ -75,7 +76,7 @@ def test_recipe_command_switches_keeps_comments_and_labels_changes(tmp_path):
     run_cli("recipe", "stable", cwd=tmp_path)
     assert load_params(tmp_path / "params.yaml").recipe == "stable"
     listed = run_cli("recipe", cwd=tmp_path).stdout
-    assert "recipe stable" in listed and "demo: 15 values (extends stable)" in listed
+    assert "recipe stable" in listed and "demo: 16 values (extends stable)" in listed
 
 
 def test_an_unknown_recipe_is_one_line_and_changes_nothing(tmp_path):

@@ -134,11 +134,11 @@ class Trainer:
 
     def _draw_weights(self, features_dir: Path) -> torch.Tensor | None:
         """Each clip's chance to be drawn with ``train.class_balance`` b: proportional to its class's count**-b
-        (b 1: every class as often as any other; unlabelled clips form one class). None for one class."""
+        (b 1: every class as often as any other; unlabelled clips form one class). None where every class is
+        as large (one class included): the plain shuffle draws them as often already."""
         names = load_labels(features_dir)
         counts = {c: names.count(c) for c in set(names)}
-        if len(counts) < 2:
-            log.warning("train.class_balance: the features hold one class; drawing clips uniformly")
+        if len(set(counts.values())) < 2:  # one class, or every class as large: a plain shuffle is the same
             return None
         return torch.tensor([counts[c] ** -self.cfg.class_balance for c in names], dtype=torch.float64)
 
