@@ -12,8 +12,8 @@ import yaml
 from kfp import dsl, kubernetes
 
 from components import make_components
-from specgan.core.config import Params, load_params
-from specgan.core.pipeline_params import EXPOSED, TASK_SECTIONS, lookup
+from specgan.core.config import Params, get_key, load_params
+from specgan.core.pipeline_params import EXPOSED, TASK_SECTIONS
 from specgan.core.tracking import REQUIRE_ENV
 from specgan.registry.sweep import Sweep, trials
 
@@ -114,7 +114,7 @@ def build_pipeline(params: Params, cluster: Cluster, sweep: Sweep | None = None)
     c = make_components(cluster.base_image)
     d = params.to_dict()
     params_text = json.dumps(d, sort_keys=False)
-    default = {name: lookup(d, key) for name, key in EXPOSED.items()}
+    default = {name: get_key(d, key) for name, key in EXPOSED.items()}
     name = PIPELINE_NAME + ("-sweep" if sweep else "")
     sweep_text = sweep.to_json() if sweep else ""
     if sweep:

@@ -52,8 +52,8 @@ def cmd_recipe(args: argparse.Namespace, p: Params) -> None:
                                                                          if "extends" in body else ""))
         return
     label = write_recipe(path, args.name)
-    changed = [k for k, v in recipe_values(recipes, args.name).items()]
-    print(f"{path} now holds recipe {label} ({len(changed)} values written); `dvc repro` or `dvc exp run` trains it")
+    print(f"{path} now holds recipe {label} ({len(recipe_values(recipes, args.name))} values written); "
+          "`dvc repro` or `dvc exp run` trains it")
 
 
 def cmd_features(args: argparse.Namespace, p: Params) -> None:

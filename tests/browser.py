@@ -43,7 +43,7 @@ def probe(page: Path, budget_ms: int = 8000) -> dict:
     assert m, f"the page did not finish loading in Chromium: {proc.stderr[-1500:]}"
     import html as html_lib
 
-    return json.loads(html_lib.unescape(m.group(1)).replace("NaN", "null"))
+    return json.loads(html_lib.unescape(m.group(1)))  # JSON.stringify wrote NaN durations as null
 
 
 def screenshot(page: Path, dest: Path, size: str = "1280,900") -> Path:

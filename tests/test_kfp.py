@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from specgan.core.config import params_from_dict
-from specgan.core.pipeline_params import EXPOSED, lookup
+from specgan.core.config import get_key, params_from_dict
+from specgan.core.pipeline_params import EXPOSED
 from specgan.data.shards import load_features
 from specgan.data.stats import NormStats
 from specgan.data.storage import s3_client
@@ -43,7 +43,7 @@ def test_compiled_yaml_loads_and_defaults_equal_params(compiled, params):
     inputs = d["spec"]["root"]["inputDefinitions"]["parameters"]
     p = params.to_dict()
     for name, key in EXPOSED.items():
-        assert inputs[name]["defaultValue"] == lookup(p, key), name
+        assert inputs[name]["defaultValue"] == get_key(p, key), name
     assert json.loads(inputs["params_yaml"]["defaultValue"]) == p
 
 

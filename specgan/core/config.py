@@ -269,6 +269,17 @@ def build_section(cls: type, raw: Any, name: str) -> Any:
     return _build(cls, raw, name)
 
 
+def get_key(raw: dict, key: str) -> Any:
+    """The value of the dotted ``key`` (e.g. ``train.epochs``) in a raw params dict; an unknown key is a
+    ConfigError."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"{key}: unknown key")
+        node = node[part]
+    return node
+
+
 def set_key(raw: dict, key: str, value: Any) -> None:
     """Set the dotted ``key`` (e.g. ``train.epochs``) of a raw params dict; an unknown key is a ConfigError."""
     node = raw

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typing
 
-from specgan.core.config import params_from_dict, set_key
+from specgan.core.config import get_key, params_from_dict, set_key
 
 # pipeline parameter name -> params.yaml key. Everything else travels in the ``params_yaml`` parameter.
 EXPOSED: dict[str, str] = {
@@ -57,13 +57,6 @@ def load_sections(path: str) -> typing.Any:
                      for f in dataclasses.fields(Params)})
 
 
-def lookup(d: dict, key: str) -> typing.Any:
-    """``d["a"]["b"]`` for key ``a.b``."""
-    for part in key.split("."):
-        d = d[part]
-    return d
-
-
 def resolve(params_yaml: str, values: dict[str, typing.Any]) -> str:
     """Apply pipeline parameter values to the params text; validate; return the final YAML text.
 
@@ -77,7 +70,7 @@ def resolve(params_yaml: str, values: dict[str, typing.Any]) -> str:
     except json.JSONDecodeError:
         raw = yaml.safe_load(params_yaml)
     for name, value in values.items():
-        if isinstance(lookup(raw, EXPOSED[name]), int) and isinstance(value, float) and value.is_integer():
+        if isinstance(get_key(raw, EXPOSED[name]), int) and isinstance(value, float) and value.is_integer():
             value = int(value)
         set_key(raw, EXPOSED[name], value)
     params_from_dict(raw)  # one-line error naming the key if a value is wrong
@@ -100,7 +93,7 @@ def typed_arguments(pairs: typing.Iterable[str], params: dict) -> dict[str, typi
         if name not in EXPOSED:
             raise ConfigError(f"--arg {name}: not a pipeline parameter (known: {', '.join(sorted(EXPOSED))}, "
                               "params_yaml)")
-        kind = type(lookup(params, EXPOSED[name]))
+        kind = type(get_key(params, EXPOSED[name]))
         value = text if kind is str else plain_scalar(text)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)

@@ -13,19 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from specgan.core.config import ConfigError
+from specgan.core.config import ConfigError, get_key
 
 SEED = "seed"
 EXTENDS = "extends"
-
-
-def _lookup(raw: dict, key: str) -> Any:
-    node: Any = raw
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"{key}: unknown key")
-        node = node[part]
-    return node
 
 
 def check_recipes(recipes: Any, raw: dict) -> dict[str, dict[str, Any]]:
@@ -41,7 +32,7 @@ def check_recipes(recipes: Any, raw: dict) -> dict[str, dict[str, Any]]:
                     raise ConfigError(f"recipes.{name}.extends: no recipe named {value!r}")
                 continue
             try:
-                current = _lookup(raw, key)
+                current = get_key(raw, key)
             except ConfigError:
                 raise ConfigError(f"{key}: missing or unknown (recipes.{name} sets it)") from None
             if isinstance(current, dict) or isinstance(value, (dict, list)):
@@ -91,8 +82,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def recipe_changes(raw: dict, recipes: dict, name: str) -> list[str]:
     """``key=value`` for every key where the sections differ from the recipe ``name``."""
-    return [f"{k}={json.dumps(_lookup(raw, k))}" for k, v in recipe_values(recipes, name).items()
-            if not _same(_lookup(raw, k), v)]
+    return [f"{k}={json.dumps(get_key(raw, k))}" for k, v in recipe_values(recipes, name).items()
+            if not _same(get_key(raw, k), v)]
 
 
 def recipe_label(raw: dict, recipes: dict, name: str) -> str:
@@ -112,7 +103,7 @@ def write_recipe(params_path: str | Path, name: str) -> str:
     raw = safe_yaml(text, str(path))
     recipes = check_recipes(raw.get("recipes") if isinstance(raw, dict) else None, raw)
     for key, value in [*recipe_values(recipes, name).items(), ("recipe", name)]:
-        if not _same(_lookup(raw, key), value):
+        if not _same(get_key(raw, key), value):
             text = replace_scalar(text, key, value)
     with atomic_path(path) as tmp:
         tmp.write_text(text)

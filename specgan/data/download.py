@@ -261,7 +261,7 @@ def _check_limits(name: str, n_members: int, total: int, archive_size: int, cfg:
                                  f"more than download.max_ratio {cfg.max_ratio:g}")
 
 
-def _verify_tar_stream(archive: Path, kind: str, end: int) -> None:
+def _verify_tar_stream(archive: Path, kind: str, label: str, end: int) -> None:
     """Read the whole (decompressed) stream: every compressed block and its checksum, and the tar's end
     marker where the last member header said the archive ends (a cut at a member boundary, or a corrupt
     header that ends the member list early, would otherwise pass as a shorter archive)."""
@@ -279,7 +279,6 @@ def _verify_tar_stream(archive: Path, kind: str, end: int) -> None:
                 tail += block[start:start + TAR_END - len(tail)]
             pos += len(block)
             if pos > limit:  # stop decompressing: trailing data (a bomb appended to a valid archive) is refused
-                label = f"tar.{kind}" if kind else "tar"
                 raise UnsafeArchiveError(f"{archive.name}: corrupt {label} archive (data after the tar's end: damaged, "
                                          "or something appended; not decompressed further): refused")
     if len(tail) < TAR_END or tail.count(0) != TAR_END:
@@ -305,7 +304,7 @@ def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> I
                     raise UnsafeArchiveError(f"archive member {m.name!r} is a link: refused")
                 if not (m.isfile() or m.isdir()):
                     raise UnsafeArchiveError(f"archive member {m.name!r} is a device or special file: refused")
-            _verify_tar_stream(archive, kind, tf.offset)
+            _verify_tar_stream(archive, kind, label, tf.offset)
             for m in members:
                 if m.isfile() and is_kept_name(m.name):
                     src = tf.extractfile(m)

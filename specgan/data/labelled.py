@@ -16,9 +16,9 @@ from pathlib import Path
 
 from specgan.core.errors import SpecganError
 from specgan.data.audio_files import SPLITS, list_audio, printable_name
+from specgan.data.synth_kit import CLASSES  # the seven drum classes, as the procedural kit has them
 
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
-CLASSES = ("kick", "snare", "clap", "closed_hat", "open_hat", "tom", "cymbal")
 # File-name keywords, first match wins (so `cowbell` is skipped before `bell` makes it a cymbal).
 KEYWORDS: tuple[tuple[str | None, tuple[str, ...]], ...] = (
     (None, ("cowbell", "clave", "shaker", "conga", "tamb", "perc")),

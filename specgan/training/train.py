@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,9 @@ class Trainer:
         self.fp = fingerprint(params, self.stats)
         self.data = self._load_data(features_dir)
         self.n = self.data.shape[0]
-        self.classes, self.labels = self._load_labels(features_dir) if params.model.conditional else ((), None)
-        self.draw_weights = self._draw_weights(features_dir) if self.cfg.class_balance > 0 else None
+        names = load_labels(features_dir) if params.model.conditional or self.cfg.class_balance > 0 else []
+        self.classes, self.labels = self._class_ids(names, features_dir) if params.model.conditional else ((), None)
+        self.draw_weights = self._draw_weights(names) if self.cfg.class_balance > 0 else None
         self.iters_per_epoch = (self.n // self.cfg.batch_size) // self.cfg.optim.d_steps
         self._refuse_a_gpu_job_on_the_cpu()
         if self.iters_per_epoch == 0:
@@ -132,12 +134,11 @@ class Trainer:
                              f"TFLOP need about {hours:,.0f} hours on a CPU like this one. Train on a GPU, or "
                              "`specgan recipe demo` for a CPU-sized run; train.device=cpu trains here anyway")
 
-    def _draw_weights(self, features_dir: Path) -> torch.Tensor | None:
+    def _draw_weights(self, names: list[str]) -> torch.Tensor | None:
         """Each clip's chance to be drawn with ``train.class_balance`` b: proportional to its class's count**-b
         (b 1: every class as often as any other; unlabelled clips form one class). None where every class is
         as large (one class included): the plain shuffle draws them as often already."""
-        names = load_labels(features_dir)
-        counts = {c: names.count(c) for c in set(names)}
+        counts = Counter(names)
         if len(set(counts.values())) < 2:  # one class, or every class as large: a plain shuffle is the same
             return None
         return torch.tensor([counts[c] ** -self.cfg.class_balance for c in names], dtype=torch.float64)
@@ -149,9 +150,8 @@ class Trainer:
             return torch.randperm(self.n, generator=shuffle).to(self.device)
         return torch.multinomial(self.draw_weights, self.n, replacement=True, generator=shuffle).to(self.device)
 
-    def _load_labels(self, features_dir: Path) -> tuple[tuple[str, ...], torch.Tensor]:
+    def _class_ids(self, names: list[str], features_dir: Path) -> tuple[tuple[str, ...], torch.Tensor]:
         """A conditional model's class names (sorted) and each clip's class index, on the device."""
-        names = load_labels(features_dir)
         missing = sum(1 for name in names if not name)
         if missing:
             raise TrainError(f"model.conditional needs a class for every clip, but {missing} of {len(names)} clips "
