@@ -126,6 +126,9 @@ def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
           + f"\n{timing_text(m)}"
           + (f"\nclass share: {', '.join(f'{c} {v:.0%}' for c, v in sorted(m['class_share'].items()))}"
              if m.get("class_share") else "")
+          + (f" (the classifier is right on {m['classifier_accuracy_real']:.0%} of held-out clips, "
+             f"{m['classifier_accuracy_inverted']:.0%} through Griffin-Lim)" if "classifier_accuracy_inverted" in m
+             else "")
           + (f"\nasked class heard: {m['conditional_accuracy']:.0%} (real clips "
              f"{m.get('classifier_accuracy_real', 0):.0%}, chance {m['conditional_chance']:.0%})"
              if "conditional_accuracy" in m else ""))

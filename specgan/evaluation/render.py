@@ -122,7 +122,10 @@ def render(generator_path: str | Path, out_dir: str | Path, cfg: RenderConfig, n
     if data_dir is not None and eval_cfg is not None:
         from specgan.evaluation.evaluate import predict_classes
 
-        classes = predict_classes(audio, data_dir, train_split, f, eval_cfg, labels_mode)
+        def round_trip(clips: np.ndarray) -> np.ndarray:
+            return gen.round_trip(clips, cfg).cpu().numpy()
+
+        classes = predict_classes(audio, data_dir, train_split, f, eval_cfg, labels_mode, round_trip)
     if asked is not None:
         classes = [f"{c} (asked {a})" for c, a in zip(classes, asked, strict=True)] if classes else \
             [f"asked {a}" for a in asked]
