@@ -61,6 +61,16 @@ DEMO_ITERATIONS_PER_S = 20.0  # the demo recipe on 2 cores (BENCHMARKS.md, "The 
 DEMO_OTHER_STAGES_S = 70.0  # download, features, stats, evaluate, render, register and promote together
 
 
+def same_iterations(params_path: Path, recipe_clips: int, clips: int) -> int:
+    """The epochs that give ``clips`` training clips as many iterations as the recipe's epochs give
+    ``recipe_clips`` (the demo's kit): a folder of real one-shots trains for the demo's time, small or large."""
+    from specgan.core.config import load_params
+
+    t = load_params(params_path).train
+    batches = lambda n: max(1, n // t.batch_size // t.optim.d_steps)  # noqa: E731
+    return max(1, round(t.epochs * batches(recipe_clips) / batches(clips)))
+
+
 def expected_time(params_path: Path, clips: int) -> str:
     """The demo's plan in one line: clips, iterations and about how long it takes on a 2-core CPU."""
     from specgan.core.config import load_params
@@ -105,13 +115,16 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
     if source is None:
         kit = make_kit(workdir / "kit" / "drums.tar.gz", n_per_class=kit_per_class, seed=0,
                        extra_test=DEMO_EXTRA_TEST)
-    else:
+    kit_clips = len(CLASSES) * sum(split_for(k, kit_per_class) == "train" for k in range(kit_per_class))
+    clips = kit_clips
+    if source is not None:
         kit = arrange_labelled(source, workdir / "kit" / "drums")
+        clips = len(list_audio(kit, "train"))
         overrides = {"data.labels": "folder", **(overrides or {})}
+        if "train.epochs" not in overrides:  # the recipe's iterations on the kit, whatever the folder's size
+            overrides["train.epochs"] = same_iterations(workdir / "params.yaml", kit_clips, clips)
     apply_overrides(workdir / "params.yaml", overrides or {})
     set_source(str(kit), root=workdir)
-    clips = (len(list_audio(kit, "train")) if source is not None
-             else len(CLASSES) * sum(split_for(k, kit_per_class) == "train" for k in range(kit_per_class)))
     print(expected_time(workdir / "params.yaml", clips), flush=True)
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,17 @@ def test_hydrogen_is_arranged_without_copying_a_byte_twice(tmp_path):
     assert dest.stat().st_ino == src.stat().st_ino or dest.read_bytes() == src.read_bytes()
     shutil.rmtree(out)
     assert src.exists()  # never delete what the program did not write
+
+
+def test_a_folder_of_any_size_trains_for_the_demos_iterations(tmp_path):
+    """`specgan demo --source` keeps the demo recipe's 4,200 iterations (its time), not its 100 epochs: 70
+    clips train 525 epochs, 3,000 clips 11; an explicit --set train.epochs wins (run_demo skips this then)."""
+    from specgan.core.recipes import write_recipe
+    from specgan.demo import same_iterations
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).parents[1] / "params.yaml", params)
+    write_recipe(params, "demo")
+    assert same_iterations(params, 336, 336) == 100
+    assert same_iterations(params, 336, 70) == 525 and same_iterations(params, 336, 3000) == 11
+    assert same_iterations(params, 336, 3) == 4200  # fewer clips than a batch: one batch an epoch
