@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from specgan.core.config import ConfigError, Params, load_params
@@ -424,6 +428,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a pod's eviction, `kill`, a CI timeout) as an exception: like Ctrl-C, it unwinds every ``with``
+    block, so temporary folders beside an output are removed instead of left behind."""
+
+
+@contextlib.contextmanager
+def terminate_as_exception() -> Iterator[list[int]]:
+    """Raise :class:`Terminated` on SIGTERM while the block runs (main thread only; the old handler restored).
+    The yielded list records the signals received: Python ignores an exception raised inside some hooks (after
+    a fork), and then the caller still knows."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked worker inherited this: die as SIGTERM would, its parent cleans up
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        received.append(signum)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # a full disk, a quota, a size limit
 
 
@@ -433,11 +468,19 @@ def run_reporting_errors(prog: str, call: Callable[[], int | None]) -> int:
     from specgan.core.redact import redact_url
 
     try:
-        return int(call() or 0)
+        with terminate_as_exception() as received:
+            rc = int(call() or 0)
+        if received:  # the exception fell in a spot Python ignores (a fork hook): the work finished whole
+            raise Terminated
+        return rc
     except KeyboardInterrupt:  # Ctrl-C (also under dvc repro): what was written atomically stays consistent
         print(f"{prog}: interrupted; rerun the command to resume (partial outputs are never kept half-written)",
               file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); rerun the command to resume (partial outputs are never kept "
+              "half-written)", file=sys.stderr)
+        return 143
     except UnicodeDecodeError as exc:
         print(f"{prog}: error: a text file is not UTF-8 ({exc.reason} at byte {exc.start})", file=sys.stderr)
     except (ConfigError, SpecganError) as exc:

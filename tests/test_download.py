@@ -121,9 +121,28 @@ def test_unsafe_zip_member_is_refused(tmp_path):
 
 def test_not_an_archive_is_refused(file_server, tmp_path):
     file_server.files["notes.tar.gz"] = b"this is not an archive" * 100
-    with pytest.raises(DownloadError, match="not a tar, tar.gz, tar.bz2, tar.xz or zip archive"):
+    with pytest.raises(DownloadError, match="not a tar, tar.gz, tar.bz2, tar.xz or zip archive") as err:
         download(file_server.url("notes.tar.gz"), tmp_path / "raw", FAST)
+    assert str(err.value).startswith(file_server.url("notes.tar.gz") + ": ")  # the URL, not a temp file's name
     assert leftovers(tmp_path) == []
+
+
+def test_a_login_page_served_as_the_archive_is_named_by_its_url(file_server, tmp_path):
+    """A private link often answers 200 with a sign-in page: one line that says so and names the URL (redacted),
+    never the temporary file."""
+    file_server.files["kit.tar.gz"] = b"\n  <!DOCTYPE html><html><head><title>Sign in</title></head></html>" * 20
+    work = tmp_path / "work"
+    work.mkdir()
+    from tests.services import ROOT, run_cli
+
+    url = file_server.url("kit.tar.gz") + "?X-Amz-Signature=abc123secret"
+    proc = run_cli("download", "--source", url, "--out", str(work / "raw"), "--params", str(ROOT / "params.yaml"),
+                   cwd=work, check=False)
+    error = proc.stderr.strip().splitlines()[-1]  # after the transfer's progress bar
+    assert proc.returncode == 1 and error.startswith("specgan download: error: ") and "Traceback" not in proc.stderr
+    assert "the server sent a web page, not an archive" in error
+    assert file_server.url("kit.tar.gz") in proc.stderr and "abc123secret" not in proc.stderr
+    assert ".part" not in proc.stderr and leftovers(work) == []
 
 
 def test_zip_and_folder_sources_keep_only_audio(kit_dir, tmp_path):

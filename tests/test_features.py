@@ -339,3 +339,33 @@ def test_a_bad_labels_file_is_one_line(tmp_path, content, message):
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [f"specgan features: error: {data}/labels.csv: "
                                                                         f"{message}"]
     assert not (tmp_path / "f").exists()
+
+
+def test_sigterm_removes_the_temporary_output_and_says_so(tmp_path):
+    """SIGTERM (a pod's eviction, `kill`) unwinds like Ctrl-C: rc 143, one line, and the half-written
+    temporary folder beside --out is removed; the rerun succeeds."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from specgan.data.synth_kit import make_kit
+    from tests.services import BIN
+
+    data = make_kit(tmp_path / "kit", n_per_class=150, seed=1)
+    out = tmp_path / "f"
+    proc = subprocess.Popen([str(BIN / "specgan"), "features", "--data", str(data), "--out", str(out), "--split",
+                             "all", "--params", str(ROOT / "params.yaml")], cwd=tmp_path, env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".f.*")):  # the step's temporary folder exists: it is writing
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    time.sleep(0.3)  # its workers started
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-1500:]
+    assert err.strip().splitlines()[-1].startswith("specgan features: terminated"), err[-1500:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kit"]  # no `.f.XXXX` left, no half-written `f`
+    run_cli("features", "--data", str(data), "--out", str(out), "--split", "all")
+    assert read_summary(out)["clips"] == 1050

@@ -186,7 +186,7 @@ def _from_archive(archive: Path, out_dir: Path, source: str, sha256: str, cfg: D
     if sha256 and actual.lower() != sha256.lower():
         raise DownloadError(f"{source}: sha256 mismatch: expected {sha256}, got {actual}")
     with atomic_dir(out_dir, "download", (archive,)) as tmp:
-        listing = _extract(archive, tmp, cfg)
+        listing = _extract(archive, tmp, cfg, redact_url(source))  # errors name the source, not a temp file
         return _finish(tmp, out_dir, listing, source, actual)
 
 
@@ -240,14 +240,20 @@ def _compression(archive: Path) -> str:
     return next((kind for magic, kind in COMPRESSION if head.startswith(magic)), "")
 
 
-def _extract(archive: Path, dest: Path, cfg: DownloadConfig) -> list[tuple[str, str]]:
-    """Verify the whole archive, check every member, then extract only regular audio files."""
+def _extract(archive: Path, dest: Path, cfg: DownloadConfig, name: str) -> list[tuple[str, str]]:
+    """Verify the whole archive, check every member, then extract only regular audio files; ``name``, the
+    source as the user wrote it (redacted), is what every error names."""
     kind = _compression(archive)
     if kind or tarfile.is_tarfile(archive):
-        return list(_extract_tar(archive, dest, kind, cfg))
+        return list(_extract_tar(archive, dest, kind, cfg, name))
     if zipfile.is_zipfile(archive):
-        return list(_extract_zip(archive, dest, cfg))
-    raise DownloadError(f"{archive.name}: not a tar, tar.gz, tar.bz2, tar.xz or zip archive, or a truncated one")
+        return list(_extract_zip(archive, dest, cfg, name))
+    with open(archive, "rb") as fh:
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        raise DownloadError(f"{name}: the server sent a web page, not an archive (a login or error page? a "
+                            "private link needs its credentials in the environment, see the README)")
+    raise DownloadError(f"{name}: not a tar, tar.gz, tar.bz2, tar.xz or zip archive, or a truncated one")
 
 
 def _check_limits(name: str, n_members: int, total: int, archive_size: int, cfg: DownloadConfig) -> None:
@@ -261,7 +267,7 @@ def _check_limits(name: str, n_members: int, total: int, archive_size: int, cfg:
                                  f"more than download.max_ratio {cfg.max_ratio:g}")
 
 
-def _verify_tar_stream(archive: Path, kind: str, label: str, end: int) -> None:
+def _verify_tar_stream(archive: Path, kind: str, label: str, end: int, name: str) -> None:
     """Read the whole (decompressed) stream: every compressed block and its checksum, and the tar's end
     marker where the last member header said the archive ends (a cut at a member boundary, or a corrupt
     header that ends the member list early, would otherwise pass as a shorter archive)."""
@@ -279,14 +285,15 @@ def _verify_tar_stream(archive: Path, kind: str, label: str, end: int) -> None:
                 tail += block[start:start + TAR_END - len(tail)]
             pos += len(block)
             if pos > limit:  # stop decompressing: trailing data (a bomb appended to a valid archive) is refused
-                raise UnsafeArchiveError(f"{archive.name}: corrupt {label} archive (data after the tar's end: damaged, "
+                raise UnsafeArchiveError(f"{name}: corrupt {label} archive (data after the tar's end: damaged, "
                                          "or something appended; not decompressed further): refused")
     if len(tail) < TAR_END or tail.count(0) != TAR_END:
-        raise DownloadError(f"{archive.name}: truncated or corrupt tar archive (no end marker after the last "
+        raise DownloadError(f"{name}: truncated or corrupt tar archive (no end marker after the last "
                             "member)")
 
 
-def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> Iterator[tuple[str, str]]:
+def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig,
+                 name: str) -> Iterator[tuple[str, str]]:
     import lzma
 
     label = f"tar.{kind}" if kind else "tar"
@@ -297,14 +304,14 @@ def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> I
             while (m := tf.next()) is not None:
                 members.append(m)
                 total += m.size if m.isfile() else 0
-                _check_limits(archive.name, len(members), total, size, cfg)
+                _check_limits(name, len(members), total, size, cfg)
             for m in members:
                 _check_member_name(m.name)
                 if m.issym() or m.islnk():
                     raise UnsafeArchiveError(f"archive member {m.name!r} is a link: refused")
                 if not (m.isfile() or m.isdir()):
                     raise UnsafeArchiveError(f"archive member {m.name!r} is a device or special file: refused")
-            _verify_tar_stream(archive, kind, label, tf.offset)
+            _verify_tar_stream(archive, kind, label, tf.offset, name)
             for m in members:
                 if m.isfile() and is_kept_name(m.name):
                     src = tf.extractfile(m)
@@ -312,14 +319,14 @@ def _extract_tar(archive: Path, dest: Path, kind: str, cfg: DownloadConfig) -> I
                     rel = Path(m.name).as_posix()
                     yield rel, _copy_stream(src, dest / rel)
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
-        raise DownloadError(f"{archive.name}: corrupt {label} archive ({first_line(exc, 200)})") from None
+        raise DownloadError(f"{name}: corrupt {label} archive ({first_line(exc, 200)})") from None
 
 
-def _extract_zip(archive: Path, dest: Path, cfg: DownloadConfig) -> Iterator[tuple[str, str]]:
+def _extract_zip(archive: Path, dest: Path, cfg: DownloadConfig, name: str) -> Iterator[tuple[str, str]]:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
-            _check_limits(archive.name, len(infos), sum(i.file_size for i in infos), archive.stat().st_size, cfg)
+            _check_limits(name, len(infos), sum(i.file_size for i in infos), archive.stat().st_size, cfg)
             for info in infos:
                 _check_member_name(info.filename)
                 kind = (info.external_attr >> 16) & 0o170000
@@ -332,7 +339,7 @@ def _extract_zip(archive: Path, dest: Path, cfg: DownloadConfig) -> Iterator[tup
                     with zf.open(info) as src:
                         yield info.filename, _copy_stream(src, dest / info.filename)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # CRC checked as each member is read
-        raise DownloadError(f"{archive.name}: corrupt zip archive ({first_line(exc, 200)})") from None
+        raise DownloadError(f"{name}: corrupt zip archive ({first_line(exc, 200)})") from None
 
 
 def read_source_info(data_dir: str | Path) -> dict:
