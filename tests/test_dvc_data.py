@@ -58,3 +58,24 @@ def test_features_params_cover_every_key_but_workers(params):
     listed = {p for p in stage["params"] if p.startswith("features.")}
     expected = {f"features.{k}" for k in params.to_dict()["features"]} - {"features.workers"}
     assert listed == expected
+
+
+def test_a_folder_dvc_cannot_import_is_refused_by_set_source_naming_what(tmp_path, kit_dir):
+    """A FIFO hangs DVC's import and a name that is not UTF-8 breaks it before any specgan code runs: set-source
+    names both in one line and leaves params.yaml and data.dvc as they were."""
+    import os
+
+    repo = copy_project(tmp_path / "repo")
+    kit = shutil.copytree(kit_dir, tmp_path / "kit")
+    before = {f: (repo / f).read_bytes() for f in ("params.yaml", "data.dvc")}
+    os.mkfifo(kit / "drums" / "train" / "pipe.wav")
+    odd = kit / "drums" / "train" / os.fsdecode(b"caf\xe9.wav")
+    odd.write_bytes(b"RIFF")
+    proc = run_cli("set-source", str(kit), cwd=repo, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cannot import" in proc.stderr and "pipe.wav: not a regular file" in proc.stderr
+    assert "not UTF-8 (b'drums/train/caf\\xe9.wav')" in proc.stderr
+    assert {f: (repo / f).read_bytes() for f in before} == before
+    os.unlink(kit / "drums" / "train" / "pipe.wav")
+    odd.unlink()
+    run_cli("set-source", str(kit), cwd=repo)  # the same folder without them: accepted
