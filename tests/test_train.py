@@ -187,24 +187,29 @@ def test_set_source_refuses_a_url_with_credentials_and_names_what_to_use(tmp_pat
     assert {n: (tmp_path / n).read_bytes() for n in before} == before
 
 
+def start_mlflow(port: int, home: Path) -> subprocess.Popen:
+    """A real MLflow server on ``port`` with its database and artifacts under ``home`` (restartable on both)."""
+    from tests.services import wait_http
+
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", str(home / "art")],
+        stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    wait_http(f"http://127.0.0.1:{port}/health", 90)
+    return proc
+
+
 @pytest.mark.slow
 def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared, tmp_path):
     """A real MLflow server is killed during training and started again on the same port and database:
     training goes on at full speed, and every logged step reaches the server, with the gap tagged."""
-    from tests.services import wait_http
-
     port, home = free_port(), tmp_path / "server"
     home.mkdir()
     url = f"http://127.0.0.1:{port}"
 
     def server() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", str(home / "art")],
-            stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
-        wait_http(url + "/health", 90)
-        return proc
+        return start_mlflow(port, home)
 
     first = server()
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": "outage", "OMP_NUM_THREADS": "1"}
@@ -255,6 +260,48 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
         with open(tmp_path / "log.csv") as fh:
             assert steps == [int(row["iteration"]) for row in csv.DictReader(fh)]  # no step lost
         assert time.monotonic() - killed < 120  # MLflow's own retries would stall each call for minutes
+    finally:
+        train.kill()
+        if second is not None:
+            os.killpg(second.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_metrics_lost_until_the_end_of_training_come_back_from_the_checkpoint_on_rerun(prepared, tmp_path):
+    """The server dies early and is still away when training ends (the run stays open); after it is back, the
+    rerun the warning suggests restores every lost step's losses from the checkpoint's history, finishes the run
+    and tags it, visibly in the UI, with what came back and what did not."""
+    port, home = free_port(), tmp_path / "server"
+    home.mkdir()
+    url = f"http://127.0.0.1:{port}"
+    first = start_mlflow(port, home)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": "lost", "OMP_NUM_THREADS": "1"}
+    args = train_args(prepared, tmp_path / "run", 80, "--log-csv", str(tmp_path / "log.csv"), "--set",
+                      "train.checkpoint_every_epochs=20", "--set", "train.grid_every_epochs=80")
+    train = subprocess.Popen([str(BIN / "specgan"), *args], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    client = mlflow.MlflowClient(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            r.data.metrics for e in client.search_experiments() for r in client.search_runs([e.experiment_id])):
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    second = None
+    try:
+        _, err = train.communicate(timeout=300)
+        assert train.returncode == 0 and "could not be finished" in err, err[-3000:]
+        second = start_mlflow(port, home)
+        rerun = run_cli(*args, env=env)
+        assert "their losses were restored from the checkpoint" in rerun.stderr, rerun.stderr[-3000:]
+        (run,) = client.search_runs([client.get_experiment_by_name("lost").experiment_id])
+        assert run.info.status == "FINISHED"
+        assert "losses restored from the checkpoint; their grad norms and speed are lost" in run.data.tags[
+            "tracking_gap"]
+        with open(tmp_path / "log.csv") as fh:
+            logged = [int(row["iteration"]) for row in csv.DictReader(fh)]
+        for key in ("loss/d", "loss/g", "d_output/real", "d_output/fake"):
+            assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == logged, key
     finally:
         train.kill()
         if second is not None:

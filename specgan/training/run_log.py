@@ -85,6 +85,7 @@ class RunLog:
             mlflow.set_tracking_uri(check_tracking())
             try:
                 mlflow.start_run(run_id=self.run_id)
+                self._restore_lost_metrics()
                 return
             except mlflow.exceptions.MlflowException:
                 log.warning("MLflow run %s not found on this server; starting a new run", self.run_id)
@@ -94,6 +95,31 @@ class RunLog:
         self._close_abandoned()
         mlflow.log_params(flatten(redact_params(self.p.to_dict())))  # no credentials from URLs
         mlflow.log_params(extra_params)
+
+    def _restore_lost_metrics(self) -> None:
+        """A resumed run whose earlier process lost metrics (the tracking server away until that process ended):
+        the losses of every logged step the server lacks are sent again from the checkpoint's history, and the
+        run's ``tracking_gap`` tag says which steps and what could not come back (grad norms, speed)."""
+        from mlflow.entities import Metric
+
+        client = self.mlflow.MlflowClient()
+        have = {m.step for m in client.get_metric_history(self.run_id, MLFLOW_NAMES[0])}
+        lost = [row for row in self.history if int(row[0]) not in have]
+        if not lost:
+            return
+        ms = int(time.time() * 1000)
+        batch = [Metric(k, float(v), ms, int(row[0])) for row in lost for k, v in zip(MLFLOW_NAMES, row[2:],
+                                                                                      strict=True)]
+        for i in range(0, len(batch), 1000):  # the server's limit per batch
+            client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+        first, last = int(lost[0][0]), int(lost[-1][0])
+        earlier = client.get_run(self.run_id).data.tags.get("tracking_gap", "")
+        gap = (f"iterations {first}-{last}: {len(lost)} logged steps' losses restored from the checkpoint; their "
+               "grad norms and speed are lost")
+        self.gaps = [g for g in earlier.split(", ") if g] + [gap]
+        client.set_tag(self.run_id, "tracking_gap", ", ".join(self.gaps))
+        log.warning("MLflow run %s lacked %d logged steps (iterations %d-%d): their losses were restored from the "
+                    "checkpoint", self.run_id, len(lost), first, last)
 
     def _close_abandoned(self) -> None:
         """A run whose process was killed (SIGKILL, a lost node) stays RUNNING on the server; when a fresh start
