@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -160,11 +162,12 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
         code = ("import mlflow, numpy as np, pandas as pd; "
                 "m = mlflow.pyfunc.load_model('models:/drums-test@champion'); x = pd.DataFrame({'seed': [5, 6]}); "
                 "a = m.predict(x); b = m.predict(x, params={'griffin_lim_iters': 1}); "
-                "print(a.shape, a.dtype, float(abs(a).max()), 'request-param-changes', not np.allclose(a, b))")
+                "print(list(a.sample_rate), 'request-param-changes', not np.allclose(np.stack(a.audio), "
+                "np.stack(b.audio)), np.stack(a.audio).shape, np.stack(a.audio).dtype)")
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                               env={**os.environ, **env}, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert proc.stdout.split(")")[0].startswith("(2, ") and "float32" in proc.stdout
+        assert proc.stdout.startswith("[16000, 16000] ") and "(2, " in proc.stdout and "float32" in proc.stdout
         assert "request-param-changes True" in proc.stdout  # a request's render setting reaches Griffin-Lim
 
         # synthesize from the registry in an empty folder: no params.yaml, the model's registered settings.
@@ -188,13 +191,28 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
             resp = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
                                  json={"dataframe_split": {"columns": ["seed"], "data": [[7]]}})
             assert resp.status_code == 200, resp.text[:500]
-            (clip,) = resp.json()["predictions"]
-            assert 15000 < len(clip) < 17000 and max(abs(v) for v in clip) <= 1.0
+            (row,) = resp.json()["predictions"]
+            clip = row["audio"]
+            assert row["sample_rate"] == 16000 and 15000 < len(clip) < 17000 and max(abs(v) for v in clip) <= 1.0
+            # The same sound as a 16-bit WAV file in base64: its rate in the file too, an eighth of the bytes.
+            wav = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+                                json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
+                                      "params": {"format": "wav"}})
+            assert wav.status_code == 200, wav.text[:500]
+            (packed,) = wav.json()["predictions"]
+            samples, rate = sf.read(io.BytesIO(base64.b64decode(packed["wav_base64"])), dtype="float32")
+            assert rate == packed["sample_rate"] == 16000 and len(samples) == len(clip)
+            assert np.abs(samples - np.asarray(clip)).max() <= 1.5 / 32768  # 16-bit rounding, nothing else
+            assert len(wav.content) * 6 < len(resp.content)
+            odd = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+                                json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
+                                      "params": {"format": "mp3"}})
+            assert odd.status_code == 400 and "expected one of float, wav" in odd.text
             rough = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
                                   json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
                                         "params": {"griffin_lim_iters": 1}})
             assert rough.status_code == 200, rough.text[:500]
-            assert not np.allclose(rough.json()["predictions"][0], clip)  # the request's render setting is used
+            assert not np.allclose(rough.json()["predictions"][0]["audio"], clip)  # the request's render setting is used
             big = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
                                 json={"dataframe_split": {"columns": ["seed"], "data": [[i] for i in range(257)]}})
             assert big.status_code == 400 and "at most 256 sounds" in big.text  # bounded memory, a clear 4xx

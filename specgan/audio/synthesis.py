@@ -159,6 +159,17 @@ class DrumGenerator:
         return invert(mag, self.features, render)
 
 
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV bytes of one clip."""
+    import io
+
+    import soundfile as sf  # here: GPU scripts import this module without soundfile
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
 LATENTS = "latents.npz"  # beside rendered or synthesized sounds: each sound's z (and class) to replay it
 
 

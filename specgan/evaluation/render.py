@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from specgan.audio.plots import sample_card, spectrogram_grid, waveforms_and_spectrograms
-from specgan.audio.synthesis import LATENTS, DrumGenerator, sample_seeds, save_latents
+from specgan.audio.synthesis import LATENTS, DrumGenerator, sample_seeds, save_latents, wav_bytes
 from specgan.core.atomic import MARKER, atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.core.config import EvaluateConfig, RenderConfig
 from specgan.data.normalize import to_db
 from specgan.evaluation.metric_values import baseline_text, value_text
 
 GALLERY = "index.html"
-
-
-def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    """16-bit PCM WAV bytes of one clip."""
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(audio, -1, 1), sample_rate, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
 
 
 GALLERY_METRICS = ("frechet_distance", "ndb_k", "nn_self", "nn_train", "inception_score", "attack_time_w1",

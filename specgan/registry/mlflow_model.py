@@ -1,8 +1,10 @@
-"""The generator as an MLflow pyfunc model: seeds in, 16 kHz audio out.
+"""The generator as an MLflow pyfunc model: seeds in, audio out, with its sample rate.
 
 The logged model carries ``generator.pt`` (weights, normalization stats, model and feature config), this
 package's code, and as its model config the params' ``render`` and ``synthesize`` sections at registration:
 the served model's render settings, which a request may override (``params={"griffin_lim_iters": 60}``).
+Each row of the answer holds ``sample_rate`` and the sound: ``audio``, float samples (the default), or with
+``params={"format": "wav"}`` ``wav_base64``, a 16-bit PCM WAV file in base64 (an eighth of the JSON's size).
 So ``mlflow.pyfunc.load_model`` and ``specgan synthesize`` work on a machine with no project folder.
 """
 
@@ -20,11 +22,13 @@ import specgan
 ARTIFACT_KEY = "generator"
 MODEL_NAME_IN_RUN = "generator"
 REQUEST_PARAMS = ("griffin_lim_iters", "momentum")  # render settings a request may change
+FORMATS = ("float", "wav")  # params={"format": ...}: float samples (default) or a base64 16-bit PCM WAV file
 
 
 class SpecGanModel(mlflow.pyfunc.PythonModel):
     """predict(DataFrame with an integer ``seed`` column, and for a conditional model an optional ``class``
-    column; default every class in turn) -> float32 [rows, samples] audio."""
+    column; default every class in turn) -> DataFrame, a row a sound: ``sample_rate`` and ``audio`` (float32
+    samples) or, with ``params={"format": "wav"}``, ``wav_base64``."""
 
     def load_context(self, context: Any) -> None:
         import torch
@@ -42,7 +46,7 @@ class SpecGanModel(mlflow.pyfunc.PythonModel):
         raw = {**self.settings["render"], **{k: v for k, v in (params or {}).items() if k in REQUEST_PARAMS}}
         return build_section(RenderConfig, raw, "render")
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """A request beyond ``MAX_SOUNDS`` rows, without seeds, or with an unknown class is refused with an
         error the scoring server answers as HTTP 400 (bounded memory: one row is one clip)."""
         from mlflow.exceptions import MlflowException
@@ -62,13 +66,24 @@ class SpecGanModel(mlflow.pyfunc.PythonModel):
         names = None
         if "class" in model_input and model_input["class"].notna().any():
             names = [str(c) for c in model_input["class"]]
+        fmt = str((params or {}).get("format") or FORMATS[0])
+        if fmt not in FORMATS:
+            raise refuse(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
         try:
             y = self.generator.class_ids(names, len(seeds))
             render = self.render_config(params)
         except (SpecganError, ConfigError) as exc:
             raise refuse(str(exc)) from None
-        audio = self.generator.audio(self.generator.latents(seeds), render, y)
-        return audio.cpu().numpy().astype(np.float32)
+        audio = self.generator.audio(self.generator.latents(seeds), render, y).cpu().numpy().astype(np.float32)
+        sr = self.generator.features.sample_rate
+        if fmt == "wav":
+            import base64
+
+            from specgan.audio.synthesis import wav_bytes
+
+            return pd.DataFrame({"sample_rate": sr, "wav_base64": [base64.b64encode(wav_bytes(a, sr)).decode("ascii")
+                                                                  for a in audio]})
+        return pd.DataFrame({"sample_rate": sr, "audio": list(audio)})
 
 
 def log_generator_model(generator_path: str | Path, render: Any, synthesize: Any) -> Any:
@@ -85,8 +100,8 @@ def log_generator_model(generator_path: str | Path, render: Any, synthesize: Any
     probe = SpecGanModel()  # a separate instance: the logged one must not pickle loaded weights
     probe.generator, probe.settings = DrumGenerator.load(generator_path), settings
     audio = probe.predict(None, example)
-    signature = mlflow.models.infer_signature(example, audio, params={k: settings["render"][k]
-                                                                      for k in REQUEST_PARAMS})
+    request = {**{k: settings["render"][k] for k in REQUEST_PARAMS}, "format": FORMATS[0]}
+    signature = mlflow.models.infer_signature(example, audio, params=request)
     if probe.generator.conditional:  # the class column is optional: without it, every class in turn
         from mlflow.types.schema import ColSpec, Schema
 
