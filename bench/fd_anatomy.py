@@ -23,7 +23,7 @@ import torch
 
 from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
-from specgan.evaluation.evaluate import Descriptors, drum_classifier, fit_length, frechet_distance, load_real
+from specgan.evaluation.evaluate import Descriptors, fit_judge, fit_length, frechet_distance, load_real
 from specgan.model.networks import Discriminator
 from specgan.training.checkpoints import list_checkpoints, load_checkpoint
 
@@ -52,7 +52,7 @@ def main() -> None:
     gv, hv, tv, rv = (desc.vectors(a) for a in (audio, held.audio, train.audio, trip))
     print("generated:   ", split(gv[:n], hv))
     print("round trip:  ", split(rv, hv))
-    clf = drum_classifier(tv, train.labels)
+    clf = fit_judge(desc, train, n, p.evaluate.seed, lambda a: gen.round_trip(a, p.render).cpu().numpy())
     pred, held_lab, train_lab = clf.predict(gv[:n]), np.asarray(held.labels), np.asarray(train.labels)
     classes, counts = np.unique(pred, return_counts=True)
     weight = 1.0 / counts[np.searchsorted(classes, pred)]

@@ -15,7 +15,7 @@ import torch
 
 from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
-from specgan.evaluation.evaluate import Descriptors, drum_classifier, fit_length, load_real
+from specgan.evaluation.evaluate import Descriptors, fit_judge, fit_length, load_real
 
 HATS = ("closed_hat", "open_hat")
 BINS = [0, 0.15, 0.3, 0.45, 0.6, 2]  # seconds of 20 dB decay
@@ -40,7 +40,7 @@ def main() -> None:
     held = load_real(raw, p.evaluate.real_split, gen.features)
     inverted = fit_length(gen.round_trip(held.audio, p.render).cpu().numpy(), n)
     desc = Descriptors(p.evaluate, gen.features.sample_rate)
-    clf = drum_classifier(desc.vectors(train.audio), train.labels)
+    clf = fit_judge(desc, train, len(audio), p.evaluate.seed, lambda a: gen.round_trip(a, p.render).cpu().numpy())
     gen_vec, held_vec, inv_vec = desc.vectors(audio), desc.vectors(held.audio), desc.vectors(inverted)
     heard, labels = clf.predict(gen_vec), np.array(held.labels)
     # the last column of Descriptors.vectors is the 20 dB decay time

@@ -16,7 +16,7 @@ import torch
 
 from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
-from specgan.evaluation.evaluate import Descriptors, drum_classifier, fit_length, load_real
+from specgan.evaluation.evaluate import Descriptors, fit_judge, fit_length, load_real
 
 LATE_S = 0.016  # two analysis hops
 
@@ -31,7 +31,8 @@ def main() -> None:
     train = load_real(raw, p.data.split, gen.features)
     held = load_real(raw, p.evaluate.real_split, gen.features)
     desc = Descriptors(p.evaluate, gen.features.sample_rate)
-    predicted = np.asarray(drum_classifier(desc.vectors(train.audio), train.labels).predict(desc.vectors(audio)))
+    clf = fit_judge(desc, train, len(audio), p.evaluate.seed, lambda a: gen.round_trip(a, p.render).cpu().numpy())
+    predicted = np.asarray(clf.predict(desc.vectors(audio)))
     times = {name: [t.numpy() for t in desc.envelope_times(torch.as_tensor(a))[1:]]
              for name, a in (("real", held.audio), ("generated", audio))}
     labels = {"real": np.asarray(held.labels), "generated": predicted}

@@ -212,7 +212,7 @@ def test_register_promote_load_synthesize_and_serve(two_models, evaluations, tmp
                                   json={"dataframe_split": {"columns": ["seed"], "data": [[7]]},
                                         "params": {"griffin_lim_iters": 1}})
             assert rough.status_code == 200, rough.text[:500]
-            assert not np.allclose(rough.json()["predictions"][0]["audio"], clip)  # the request's render setting is used
+            assert not np.allclose(rough.json()["predictions"][0]["audio"], clip)  # the render setting is used
             big = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
                                 json={"dataframe_split": {"columns": ["seed"], "data": [[i] for i in range(257)]}})
             assert big.status_code == 400 and "at most 256 sounds" in big.text  # bounded memory, a clear 4xx

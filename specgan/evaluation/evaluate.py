@@ -264,11 +264,19 @@ def predict_classes(audio: np.ndarray, data_dir: str | Path, train_split: str, f
     if not all(train.labels) or len(set(train.labels)) < 2:
         return None
     desc = Descriptors(cfg, feat.sample_rate)
-    pick = reference_rows(len(train.labels), audio.shape[0], cfg.seed)
-    inverted = None if round_trip is None else desc.vectors(fit_length(round_trip(train.audio[pick]),
-                                                                         feat.clip_samples))
-    clf = drum_classifier(desc.vectors(train.audio), train.labels, inverted, [train.labels[i] for i in pick])
+    clf = fit_judge(desc, train, audio.shape[0], cfg.seed, round_trip)
     return [str(c) for c in clf.predict(desc.vectors(fit_length(audio, feat.clip_samples)))]
+
+
+def fit_judge(desc: Descriptors, train: RealSet, n_generated: int, seed: int,
+              round_trip: Callable[[np.ndarray], np.ndarray] | None = None):
+    """The classifier that judges ``n_generated`` generated clips, fitted as the evaluate step fits it: every
+    training clip, and (with the render's ``round_trip``) the Frechet baseline's training clips through it."""
+    pick = reference_rows(len(train.labels), n_generated, seed)
+    inverted = None
+    if round_trip is not None:
+        inverted = desc.vectors(fit_length(round_trip(train.audio[pick]), train.audio.shape[1]))
+    return drum_classifier(desc.vectors(train.audio), train.labels, inverted, [train.labels[i] for i in pick])
 
 
 def reference_rows(n_train: int, n_generated: int, seed: int) -> np.ndarray:
