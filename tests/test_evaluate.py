@@ -140,16 +140,22 @@ def test_fresh_real_clips_score_like_the_baseline_at_any_sample_size(tmp_path, s
         assert 0 < m["frechet_distance_real_sd"] < m["frechet_distance_real_se"], n
 
 
-def test_the_class_judge_hears_real_clips_through_the_render(splits, params):
-    """A perfect generator (real clips through the render's Griffin-Lim) is heard as every class: the classifier
-    that judges generated clips also learns the training clips through that trip (one that knew only clean clips
-    heard every real clap through the render as a snare, so no generator could pass the class-share rule)."""
+@pytest.fixture(scope="module")
+def round_trip(params):
+    """Real clips as a perfect generator would make them: their spectrograms through the render's Griffin-Lim."""
     feat = params.features
 
-    def round_trip(clips: np.ndarray) -> np.ndarray:
+    def trip(clips: np.ndarray) -> np.ndarray:
         mag = (torch.exp(torch.as_tensor(log_spectrogram(clips, feat))) - feat.log_eps).clamp_min(0.0)
         return fit_length(invert(mag, feat, params.render).numpy(), feat.clip_samples)
 
+    return trip
+
+
+def test_the_class_judge_hears_real_clips_through_the_render(splits, params, round_trip):
+    """A perfect generator (real clips through the render's Griffin-Lim) is heard as every class: the classifier
+    that judges generated clips also learns the training clips through that trip (one that knew only clean clips
+    heard every real clap through the render as a snare, so no generator could pass the class-share rule)."""
     perfect = np.concatenate([splits["valid"].audio, splits["test"].audio])
     m = evaluate_audio(round_trip(perfect), splits["test"], splits["train"], params.evaluate, 16000,
                        round_trip=round_trip)
@@ -157,3 +163,13 @@ def test_the_class_judge_hears_real_clips_through_the_render(splits, params):
     assert min(m["class_share"].values()) > 0.03 and m["class_share"]["clap"] > 0.07, m["class_share"]  # 1/7 each
     assert m["inception_score"] > 0.7 * m["inception_score_real"]
     assert m["frechet_distance"] < 3 * m["frechet_distance_inverted"]
+    assert m["memorization_flag"] == 0 and m["collapse_flag"] == 0
+
+
+def test_a_generator_that_memorized_its_training_clips_is_flagged_through_the_render(splits, params, round_trip):
+    """What a memorizing SpecGAN makes is its training clips through the render: measured against the clean
+    clips it sat as far as a held-out clip and passed; against the training clips through the same trip it is
+    at distance 0 (up to the float noise of another batch)."""
+    memorized = round_trip(splits["train"].audio[:100])
+    m = evaluate_audio(memorized, splits["test"], splits["train"], params.evaluate, 16000, round_trip=round_trip)
+    assert m["memorization_flag"] == 1 and m["nn_train"] < 0.05 * m["nn_train_real"]  # 0, up to batching
