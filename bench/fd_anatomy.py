@@ -45,8 +45,8 @@ def main() -> None:
     feat, n = gen.features, p.evaluate.n_generated
     z = gen.latents(sample_seeds(p.evaluate.seed, 3 * n))
     audio = fit_length(gen.audio(z, p.render).cpu().numpy(), feat.clip_samples)
-    held = load_real(raw, p.evaluate.real_split, feat)
-    train = load_real(raw, p.data.split, feat)
+    held = load_real(raw, p.evaluate.real_split, feat, labels_mode=p.data.labels)
+    train = load_real(raw, p.data.split, feat, labels_mode=p.data.labels)
     trip = fit_length(gen.round_trip(train.audio[:n], p.render).cpu().numpy(), feat.clip_samples)
     desc = Descriptors(p.evaluate, feat.sample_rate)
     gv, hv, tv, rv = (desc.vectors(a) for a in (audio, held.audio, train.audio, trip))

@@ -36,8 +36,8 @@ def main() -> None:
     n = gen.features.clip_samples
     z = gen.latents(sample_seeds(p.evaluate.seed, p.evaluate.n_generated))
     audio = fit_length(gen.audio(z, p.render, None).cpu().numpy(), n)
-    train = load_real(raw, p.data.split, gen.features)
-    held = load_real(raw, p.evaluate.real_split, gen.features)
+    train = load_real(raw, p.data.split, gen.features, labels_mode=p.data.labels)
+    held = load_real(raw, p.evaluate.real_split, gen.features, labels_mode=p.data.labels)
     inverted = fit_length(gen.round_trip(held.audio, p.render).cpu().numpy(), n)
     desc = Descriptors(p.evaluate, gen.features.sample_rate)
     clf = fit_judge(desc, train, len(audio), p.evaluate.seed, lambda a: gen.round_trip(a, p.render).cpu().numpy())

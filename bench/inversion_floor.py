@@ -29,8 +29,8 @@ def main() -> None:
     raw = os.environ.get("RAW", "data/raw")
     gen = DrumGenerator.load(os.environ.get("GEN", "outputs/train/generator.pt"))
     f, e = p.features, p.evaluate
-    held = load_real(raw, e.real_split, f, e.min_heldout)
-    train = load_real(raw, p.data.split, f)
+    held = load_real(raw, e.real_split, f, e.min_heldout, p.data.labels)
+    train = load_real(raw, p.data.split, f, labels_mode=p.data.labels)
     desc = Descriptors(e, f.sample_rate)
     held_vec = desc.vectors(held.audio)
     clips = train.audio[reference_rows(train.audio.shape[0], e.n_generated, e.seed)]  # the evaluation's pick
