@@ -200,6 +200,16 @@ def start_mlflow(port: int, home: Path) -> subprocess.Popen:
     return proc
 
 
+def kill_once_metrics_arrive(client: mlflow.MlflowClient, server: subprocess.Popen) -> None:
+    """SIGKILL the server (its whole process group) as soon as a training run's first metrics reached it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+            r.data.metrics for e in client.search_experiments() for r in client.search_runs([e.experiment_id])):
+        time.sleep(0.2)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
 @pytest.mark.slow
 def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared, tmp_path):
     """A real MLflow server is killed during training and started again on the same port and database:
@@ -207,11 +217,7 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
     port, home = free_port(), tmp_path / "server"
     home.mkdir()
     url = f"http://127.0.0.1:{port}"
-
-    def server() -> subprocess.Popen:
-        return start_mlflow(port, home)
-
-    first = server()
+    first = start_mlflow(port, home)
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": "outage", "OMP_NUM_THREADS": "1"}
     args = train_args(prepared, tmp_path / "run", 45, "--log-csv", str(tmp_path / "log.csv"), "--set",
                       "train.grid_every_epochs=30", "--set", "train.checkpoint_every_epochs=30", "--set",
@@ -230,12 +236,7 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
     client = mlflow.MlflowClient(url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(
-            r.data.metrics for e in client.search_experiments() for r in client.search_runs([e.experiment_id])):
-        time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    kill_once_metrics_arrive(client, first)
     killed = time.monotonic()
     second = None
     try:
@@ -245,7 +246,7 @@ def test_a_tracking_outage_costs_seconds_and_the_metrics_are_backfilled(prepared
         # fast machine; the retries' clock runs on meanwhile, as it would in a longer training.
         train.send_signal(signal.SIGSTOP)
         try:
-            second = server()
+            second = start_mlflow(port, home)
         finally:
             train.send_signal(signal.SIGCONT)
         assert train.wait(timeout=300) == 0, "".join(lines)[-3000:]
@@ -281,12 +282,7 @@ def test_metrics_lost_until_the_end_of_training_come_back_from_the_checkpoint_on
     train = subprocess.Popen([str(BIN / "specgan"), *args], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     client = mlflow.MlflowClient(url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(
-            r.data.metrics for e in client.search_experiments() for r in client.search_runs([e.experiment_id])):
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    kill_once_metrics_arrive(client, first)
     second = None
     try:
         _, err = train.communicate(timeout=300)

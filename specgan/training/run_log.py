@@ -85,10 +85,11 @@ class RunLog:
             mlflow.set_tracking_uri(check_tracking())
             try:
                 mlflow.start_run(run_id=self.run_id)
-                self._restore_lost_metrics()
-                return
             except mlflow.exceptions.MlflowException:
                 log.warning("MLflow run %s not found on this server; starting a new run", self.run_id)
+            else:
+                self._restore_lost_metrics()
+                return
         name = f"train {self.p.recipe} (seed {self.p.train.seed})"  # the recipe and what differs from it
         run = start_run(run_name=name[:250], tags={"git_commit": git_commit(), **tags})
         self.run_id = run.info.run_id
@@ -110,8 +111,7 @@ class RunLog:
         ms = int(time.time() * 1000)
         batch = [Metric(k, float(v), ms, int(row[0])) for row in lost for k, v in zip(MLFLOW_NAMES, row[2:],
                                                                                       strict=True)]
-        for i in range(0, len(batch), 1000):  # the server's limit per batch
-            client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+        self._log_batch(client, batch)
         first, last = int(lost[0][0]), int(lost[-1][0])
         earlier = client.get_run(self.run_id).data.tags.get("tracking_gap", "")
         gap = (f"iterations {first}-{last}: {len(lost)} logged steps' losses restored from the checkpoint; their "
@@ -164,13 +164,17 @@ class RunLog:
         if self._unconfirmed:
             batch = self._not_on_server(client, batch)
         try:
-            for i in range(0, len(batch), 1000):  # the server's limit per batch
-                client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+            self._log_batch(client, batch)
         except Exception:
             self._unconfirmed = True
             raise
         self._unconfirmed = False
         self.pending.clear()
+
+    def _log_batch(self, client: Any, batch: list) -> None:
+        """Send metrics in pieces of the server's limit per request (1,000)."""
+        for i in range(0, len(batch), 1000):
+            client.log_batch(self.run_id, metrics=batch[i:i + 1000])
 
     def _not_on_server(self, client: Any, batch: list) -> list:
         """After a failed send the server may hold part of it (a server killed after storing a batch, before its
