@@ -71,6 +71,25 @@ def same_iterations(params_path: Path, recipe_clips: int, clips: int) -> int:
     return max(1, round(t.epochs * batches(recipe_clips) / batches(clips)))
 
 
+SCALED_WITH_EPOCHS = ("train.checkpoint_every_epochs", "train.grid_every_epochs")
+
+
+def folder_schedule(params_path: Path, recipe_clips: int, clips: int, given: dict[str, object]) -> dict:
+    """A folder's training schedule: the recipe's iterations (``same_iterations``), and its checkpoints and
+    grids as many iterations apart as on the kit. A grid and a checkpoint cost about 0.7 s on 2 cores: every
+    10 epochs of a 70-clip folder that was 52 of them and 20% of the training's time. A key in ``given``
+    (the user's --set) is kept as given."""
+    from specgan.core.config import load_params
+
+    t = load_params(params_path).train
+    epochs = int(given.get("train.epochs") or same_iterations(params_path, recipe_clips, clips))
+    factor = epochs / t.epochs
+    out: dict[str, object] = {"train.epochs": epochs}
+    for key in SCALED_WITH_EPOCHS:
+        out[key] = max(1, round(getattr(t, key.split(".")[1]) * factor))
+    return {k: v for k, v in out.items() if k not in given}
+
+
 def expected_time(params_path: Path, clips: int) -> str:
     """The demo's plan in one line: clips, iterations and about how long it takes on a 2-core CPU."""
     from specgan.core.config import load_params
@@ -121,8 +140,8 @@ def run_demo(workdir: str | Path, overrides: dict[str, object] | None = None,
         kit = arrange_labelled(source, workdir / "kit" / "drums")
         clips = len(list_audio(kit, "train"))
         overrides = {"data.labels": "folder", **(overrides or {})}
-        if "train.epochs" not in overrides:  # the recipe's iterations on the kit, whatever the folder's size
-            overrides["train.epochs"] = same_iterations(workdir / "params.yaml", kit_clips, clips)
+        # the recipe's iterations on the kit, and its checkpoints and grids, whatever the folder's size
+        overrides.update(folder_schedule(workdir / "params.yaml", kit_clips, clips, overrides))
     apply_overrides(workdir / "params.yaml", overrides or {})
     set_source(str(kit), root=workdir)
     print(expected_time(workdir / "params.yaml", clips), flush=True)

@@ -84,9 +84,10 @@ def test_hydrogen_is_arranged_without_copying_a_byte_twice(tmp_path):
 
 def test_a_folder_of_any_size_trains_for_the_demos_iterations(tmp_path):
     """`specgan demo --source` keeps the demo recipe's 4,200 iterations (its time), not its 100 epochs: 70
-    clips train 525 epochs, 3,000 clips 11; an explicit --set train.epochs wins (run_demo skips this then)."""
+    clips train 525 epochs, 3,000 clips 11; its checkpoints and grids stay as many iterations apart as on the
+    kit (a grid every 10 epochs of 70 clips cost a fifth of the training's time); an explicit --set wins."""
     from specgan.core.recipes import write_recipe
-    from specgan.demo import same_iterations
+    from specgan.demo import folder_schedule, same_iterations
 
     params = tmp_path / "params.yaml"
     shutil.copy(Path(__file__).parents[1] / "params.yaml", params)
@@ -94,3 +95,8 @@ def test_a_folder_of_any_size_trains_for_the_demos_iterations(tmp_path):
     assert same_iterations(params, 336, 336) == 100
     assert same_iterations(params, 336, 70) == 525 and same_iterations(params, 336, 3000) == 11
     assert same_iterations(params, 336, 3) == 4200  # fewer clips than a batch: one batch an epoch
+    assert folder_schedule(params, 336, 70, {}) == {"train.epochs": 525, "train.checkpoint_every_epochs": 52,
+                                                    "train.grid_every_epochs": 52}
+    assert folder_schedule(params, 336, 3000, {})["train.grid_every_epochs"] == 1
+    assert folder_schedule(params, 336, 70, {"train.epochs": 750, "train.grid_every_epochs": 5}) == {
+        "train.checkpoint_every_epochs": 75}
