@@ -12,7 +12,7 @@ from specgan.data.normalize import normalize
 from specgan.data.shards import load_features
 from specgan.data.stats import NormStats
 from specgan.model.networks import Generator
-from specgan.training.envelope import EnvelopeMatching, TimeEnvelope, weighted_quantiles
+from specgan.training.envelope import EnvelopeMatching, TimeEnvelope
 from tests.services import run_cli
 from tests.tiny import train_args
 
@@ -72,28 +72,6 @@ def test_the_quantile_term_asks_for_each_frames_distribution(prepared, params):
     with pytest.raises(ValueError, match="quantile"):
         EnvelopeMatching(env, bank.mean(0), 0.0, quantile_weight=1.0)
 
-
-
-def test_weighted_quantiles_are_those_of_the_mixture_the_training_draws():
-    """With ``train.class_balance`` the clips are drawn with weights: the quantile targets are the drawn
-    mixture's: equal weights give the plain quantiles, a row of weight k counts k times."""
-    gen = torch.Generator().manual_seed(0)
-    bank = torch.randn(9, 5, generator=gen, dtype=torch.float64) * 10 - 20
-    ones = torch.ones(9, dtype=torch.float64)
-    assert torch.allclose(weighted_quantiles(bank, ones, 9), bank.sort(dim=0).values)
-    heavy = ones.clone()
-    heavy[2] = 1e6
-    assert torch.equal(weighted_quantiles(bank, heavy, 8), bank[2].expand(8, 5))
-    w = ones.clone().index_fill_(0, torch.tensor([2]), 3.0)  # a row of weight 3 counts as three copies
-    copies = torch.cat([bank, bank[2:3], bank[2:3]])
-    for n in (4, 8, 11):
-        assert torch.equal(weighted_quantiles(bank, w, n), weighted_quantiles(copies, torch.ones(11), n))
-    q = (torch.arange(8, dtype=torch.float64) + 0.5) / 8
-    big = torch.randn(4001, 3, generator=gen, dtype=torch.float64)
-    assert torch.allclose(weighted_quantiles(big, torch.ones(4001, dtype=torch.float64), 8),
-                          torch.quantile(big, q, dim=0), atol=5e-3)
-    term = EnvelopeMatching(None, bank.mean(0), 0.0, bank, quantile_weight=1.0, bank_weights=heavy)
-    assert torch.equal(term.quantiles(8), weighted_quantiles(bank, heavy, 8))
 
 def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_path):
     env = {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": ""}

@@ -51,19 +51,15 @@ class EnvelopeMatching:
     data's. The mean alone lets every clip meet it with one average decay (BENCHMARKS.md, "Every decay alike")."""
 
     def __init__(self, envelope: TimeEnvelope, target: torch.Tensor, weight: float,
-                 bank: torch.Tensor | None = None, quantile_weight: float = 0.0,
-                 bank_weights: torch.Tensor | None = None) -> None:
+                 bank: torch.Tensor | None = None, quantile_weight: float = 0.0) -> None:
         if quantile_weight and bank is None:
             raise ValueError("an envelope quantile weight needs the data's envelopes")
         self.envelope, self.target, self.weight = envelope, target, weight
-        self.bank, self.quantile_weight, self.bank_weights = bank, quantile_weight, bank_weights
+        self.bank, self.quantile_weight = bank, quantile_weight
         self._quantiles: dict[int, torch.Tensor] = {}
 
     def quantiles(self, n: int) -> torch.Tensor:
-        """[n, T]: the data's envelope quantiles at (i + 0.5) / n, frame by frame (cached per batch size); with
-        ``bank_weights`` (the clips' draw weights) the quantiles of the mixture the training draws."""
-        if n not in self._quantiles and self.bank_weights is not None:
-            self._quantiles[n] = weighted_quantiles(self.bank, self.bank_weights, n)
+        """[n, T]: the data's envelope quantiles at (i + 0.5) / n, frame by frame (cached per batch size)."""
         if n not in self._quantiles:  # torch.quantile's linear rule, on a sort (quantile refuses 2^24+ values)
             ranked = self.bank.sort(dim=0).values
             pos = (torch.arange(n, dtype=torch.float64, device=ranked.device) + 0.5) / n * (ranked.shape[0] - 1)
@@ -80,13 +76,3 @@ class EnvelopeMatching:
             gap = (env.sort(dim=0).values - self.quantiles(env.shape[0])) / 10
             loss = loss + self.quantile_weight * gap.square().mean(0).sum()
         return loss
-
-
-def weighted_quantiles(bank: torch.Tensor, weights: torch.Tensor, n: int) -> torch.Tensor:
-    """[n, T]: each frame's quantiles at (i + 0.5) / n of ``bank`` [N, T] whose rows count ``weights`` [N]
-    (the inverse of the weighted distribution function: a row of weight 3 counts as three copies)."""
-    ranked, order = bank.sort(dim=0)
-    cdf = (weights / weights.sum()).to(torch.float64)[order].cumsum(0).T.contiguous()  # [T, N], increasing
-    q = ((torch.arange(n, dtype=torch.float64, device=bank.device) + 0.5) / n).expand(cdf.shape[0], n)
-    rows = torch.searchsorted(cdf, q.contiguous()).clamp_max(bank.shape[0] - 1)  # first row with cdf >= q
-    return ranked.T.gather(1, rows).T
