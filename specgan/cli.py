@@ -15,6 +15,7 @@ from pathlib import Path
 
 from specgan.core.config import ConfigError, Params, load_params
 from specgan.core.errors import SpecganError
+from specgan.evaluation.metric_values import spread_text
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -135,7 +136,9 @@ def cmd_evaluate(args: argparse.Namespace, p: Params) -> None:
              else "")
           + (f"\nasked class heard: {m['conditional_accuracy']:.0%} (real clips "
              f"{m.get('classifier_accuracy_real', 0):.0%}, chance {m['conditional_chance']:.0%})"
-             if "conditional_accuracy" in m else ""))
+             if "conditional_accuracy" in m else "")
+          + (f"\nspread within each class x its training clips' (1: as varied): {spread_text(m)}"
+             if "nn_self_by_class" in m else ""))
 
 
 def cmd_register(args: argparse.Namespace, p: Params) -> None:
@@ -270,6 +273,8 @@ def cmd_demo(args: argparse.Namespace, p: Params) -> None:
           f"inception_score {m.get('inception_score', float('nan')):.3g} "
           f"(real {m.get('inception_score_real', float('nan')):.3g})"
           + (f"\n            class share: {shares}" if shares else "")
+          + (f"\n            spread within each class x its training clips': {spread_text(m)}"
+             if "nn_self_by_class" in m else "")
           + f"\n            {timing_text(m)}\n"
           f"  gate:     {'PASSES' if r['promoted'] else 'REFUSED'}: {r['verdict']}")
 

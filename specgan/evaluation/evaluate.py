@@ -201,6 +201,24 @@ def nn_self_matched(x: np.ndarray, n: int, seed: int) -> float:
     return float(np.mean([nn_distance(x[g], x[g], exclude_self=True) for g in groups]))
 
 
+
+def nn_self_by_class(gen_mel: np.ndarray, requested: list[str], train_mel: np.ndarray, train_labels: list[str],
+                     seed: int) -> dict[str, float]:
+    """A conditional model's spread within each class: for a class of k >= 2 training clips, the nearest-
+    neighbour distance among its generated clips (in groups of k, as ``nn_self_matched``) over the same among
+    its k training clips. 1: as varied as the data; near 0: one sound for the class (which the whole-set
+    collapse test misses while the other classes vary)."""
+    want, have = np.asarray(requested).astype(str), np.asarray(train_labels).astype(str)
+    out = {}
+    for c in sorted(set(want) & set(have)):
+        real, fake = train_mel[have == c], gen_mel[want == c]
+        if len(real) < 2 or len(fake) < len(real):
+            continue
+        base = nn_distance(real, real, exclude_self=True)
+        if base > 0:
+            out[str(c)] = nn_self_matched(fake, len(real), seed) / base
+    return out
+
 def ndb_k(train: np.ndarray, samples: np.ndarray, bins: int, alpha: float, seed: int) -> float:
     """Share of k-means bins (fitted on ``train``) where the samples' proportion differs significantly."""
     from scipy.stats import norm
@@ -352,6 +370,10 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
                 m["classifier_accuracy_inverted"] = accuracy(clf, held_inv_vec, heldout.labels)
         if requested is not None:
             m.update(conditional_accuracy(clf, gen_vec, requested))
+            by_class = nn_self_by_class(gen_mel, requested, train_mel, train.labels, cfg.seed)
+            if by_class:
+                m["nn_self_by_class"] = by_class
+                m["nn_self_class_min"] = min(by_class.values())
     return m
 
 

@@ -9,6 +9,7 @@ def numeric_metrics(metrics: dict) -> dict[str, float]:
     flat.update({f"class_share.{k}": float(v) for k, v in metrics.get("class_share", {}).items()})
     flat.update({f"conditional_accuracy.{k}": float(v)
                  for k, v in metrics.get("conditional_accuracy_by_class", {}).items()})
+    flat.update({f"nn_self_by_class.{k}": float(v) for k, v in metrics.get("nn_self_by_class", {}).items()})
     return flat
 
 
@@ -28,3 +29,8 @@ def baseline_text(m: dict, key: str) -> str:
         if key + spread in m:
             return f"{_g(m[key + '_real'])} +- {m[key + spread]:.2g}"
     return _g(m[key + "_real"])
+
+
+def spread_text(m: dict) -> str:
+    """A conditional model's spread within each class (``nn_self_by_class``), lowest first: ``kick 0.44, ...``."""
+    return ", ".join(f"{c} {v:.2f}" for c, v in sorted(m["nn_self_by_class"].items(), key=lambda kv: kv[1]))
