@@ -201,7 +201,6 @@ def nn_self_matched(x: np.ndarray, n: int, seed: int) -> float:
     return float(np.mean([nn_distance(x[g], x[g], exclude_self=True) for g in groups]))
 
 
-
 def nn_self_by_class(gen_mel: np.ndarray, requested: list[str], train_mel: np.ndarray, train_labels: list[str],
                      seed: int) -> dict[str, float]:
     """A conditional model's spread within each class: for a class of k >= 2 training clips, the nearest-
@@ -218,6 +217,7 @@ def nn_self_by_class(gen_mel: np.ndarray, requested: list[str], train_mel: np.nd
         if base > 0:
             out[str(c)] = nn_self_matched(fake, len(real), seed) / base
     return out
+
 
 def ndb_k(train: np.ndarray, samples: np.ndarray, bins: int, alpha: float, seed: int) -> float:
     """Share of k-means bins (fitted on ``train``) where the samples' proportion differs significantly."""
