@@ -57,7 +57,7 @@ def test_demo_on_real_hydrogen_kits_end_to_end(tmp_path):
     """22.05-48 kHz WAV and FLAC, 7 classes, 2 claps: every stage runs, every class is trained and judged,
     and the gate says in one line why it refuses the 2-epoch model."""
     work = tmp_path / "demo"
-    tiny = {k: v for k, v in TINY.items() if k != "evaluate.min_heldout"}
+    tiny = {**{k: v for k, v in TINY.items() if k != "evaluate.min_heldout"}, "evaluate.n_generated": 64}
     proc = run_cli("demo", "--workdir", str(work), "--source", "hydrogen", *sets(tiny), cwd=tmp_path,
                    env={"MLFLOW_TRACKING_URI": ""})
     kit = work / "kit" / "drums"
@@ -70,6 +70,10 @@ def test_demo_on_real_hydrogen_kits_end_to_end(tmp_path):
     metrics = json.loads((work / "metrics" / "evaluate.json").read_text())
     assert set(metrics["conditional_accuracy_by_class"]) == {"kick", "snare", "clap", "closed_hat", "open_hat",
                                                              "tom", "cymbal"}
+    # each class's spread against its training clips (9 asked for each; kicks have 5 training clips)
+    assert "kick" in metrics["nn_self_by_class"] and "clap" not in metrics["nn_self_by_class"]  # 1 clip: no spread
+    assert "spread within each class" in proc.stdout
+    assert "spread within each class" in (work / "outputs" / "render" / "index.html").read_text()
     gate = next(line for line in proc.stdout.splitlines() if line.strip().startswith("gate:"))
     assert gate.strip().startswith("gate:     REFUSED: specgan-drums version 1: ")
     assert "error:" not in gate and "less than 2% of its samples" in gate

@@ -15,7 +15,7 @@ from specgan.audio.synthesis import LATENTS, DrumGenerator, sample_seeds, save_l
 from specgan.core.atomic import MARKER, atomic_dir, atomic_path, check_out_dir, write_json
 from specgan.core.config import EvaluateConfig, RenderConfig
 from specgan.data.normalize import to_db
-from specgan.evaluation.metric_values import baseline_text, value_text
+from specgan.evaluation.metric_values import baseline_text, spread_text, value_text
 
 GALLERY = "index.html"
 
@@ -56,7 +56,9 @@ def metrics_html(m: dict) -> str:
     return (f"<h2>Evaluation: {m.get('n_generated', '?')} generated clips against {m.get('n_heldout', '?')} "
             f"held-out real clips</h2>{verdict}<table><tr><th>metric</th><th>generated</th><th>real baseline</th>"
             f"</tr>{''.join(rows)}</table>"
-            + (f'<p class="meta"><b>class share of generated samples</b>: {html.escape(shares)}</p>' if shares else ""))
+            + (f'<p class="meta"><b>class share of generated samples</b>: {html.escape(shares)}</p>' if shares else "")
+            + (f'<p class="meta"><b>spread within each class</b>, x its training clips\' (1: as varied, near 0: one '
+               f'sound): {html.escape(spread_text(m))}</p>' if "nn_self_by_class" in m else ""))
 
 
 def _data_uri(kind: str, data: bytes) -> str:
