@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sha256", default="", help="expected archive sha256 (optional)")
     sp.set_defaults(func=cmd_set_source)
 
-    sp = sub.add_parser("recipe", help="switch params.yaml to a named recipe (seed, paper, stable, demo, demo_real)")
+    sp = sub.add_parser("recipe", help="switch params.yaml to a named recipe (with no name: list the recipes it holds)")
     sp.add_argument("name", nargs="?", help="the recipe to write into params.yaml; none: list them")
     sp.set_defaults(func=cmd_recipe)
 
