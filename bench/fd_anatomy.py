@@ -23,7 +23,8 @@ import torch
 
 from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
-from specgan.evaluation.evaluate import Descriptors, fit_judge, fit_length, frechet_distance, load_real
+from specgan.evaluation.evaluate import (Descriptors, fit_judge, fit_length, frechet_distance, load_real,
+                                         reference_rows)
 from specgan.model.networks import Discriminator
 from specgan.training.checkpoints import list_checkpoints, load_checkpoint
 
@@ -47,7 +48,8 @@ def main() -> None:
     audio = fit_length(gen.audio(z, p.render).cpu().numpy(), feat.clip_samples)
     held = load_real(raw, p.evaluate.real_split, feat, labels_mode=p.data.labels)
     train = load_real(raw, p.data.split, feat, labels_mode=p.data.labels)
-    trip = fit_length(gen.round_trip(train.audio[:n], p.render).cpu().numpy(), feat.clip_samples)
+    pick = reference_rows(len(train.audio), n, p.evaluate.seed)  # the evaluation's baseline clips (sorted by
+    trip = fit_length(gen.round_trip(train.audio[pick], p.render).cpu().numpy(), feat.clip_samples)  # class: not [:n])
     desc = Descriptors(p.evaluate, feat.sample_rate)
     gv, hv, tv, rv = (desc.vectors(a) for a in (audio, held.audio, train.audio, trip))
     print("generated:   ", split(gv[:n], hv))
@@ -64,7 +66,8 @@ def main() -> None:
         mine, theirs = gv[:n][pred == c][:, bands], hv[held_lab == c][:, bands]
         if len(mine) > 10:
             print(f"  {c:<11} {len(mine):>3} clips: {frechet_distance(mine, theirs):7.2f}"
-                  f"  (training clips {frechet_distance(tv[train_lab == c][:, bands], theirs):.2f})")
+                  f"  (training clips {frechet_distance(tv[train_lab == c][:, bands], theirs):.2f}, through the"
+                  f" round trip {frechet_distance(rv[train_lab[pick] == c][:, bands], theirs):.2f})")
     if gen.conditional:
         return  # D needs each draw's class; the selection check is for unconditional models
     ckpt = Path(os.environ.get("CKPT") or list_checkpoints(gen_path.parent / "checkpoints")[-1])
