@@ -6,7 +6,8 @@ training clips taken through the render's round trip (the best a generator can d
 - the distance split into its mean term and its covariance term, and per descriptor block;
 - the distance after resampling the generated clips to equal class shares (the evaluation's classifier);
 - per class, the distance between the generated and held-out clips of that class on every 4th log-mel band
-  mean (10 dims), beside the training clips' own;
+  mean (10 dims), beside the training clips' own, and the whole distance were that class's clips made
+  perfectly (swapped for round-trip training clips of the class): where fixing one class would pay most;
 - for 3x the evaluation's clip count, the distance of random draws against the draws D rates most real
   (the checkpoint's discriminator: rejection sampling's ceiling, Azadi et al. 2019) and those the
   evaluation's classifier is surest of.
@@ -23,8 +24,7 @@ import torch
 
 from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
-from specgan.evaluation.evaluate import (Descriptors, fit_judge, fit_length, frechet_distance, load_real,
-                                         reference_rows)
+from specgan.evaluation.evaluate import Descriptors, fit_judge, fit_length, frechet_distance, load_real, reference_rows
 from specgan.model.networks import Discriminator
 from specgan.training.checkpoints import list_checkpoints, load_checkpoint
 
@@ -62,12 +62,17 @@ def main() -> None:
     balanced = [frechet_distance(gv[:n][rng.choice(n, n, p=weight / weight.sum())], hv) for _ in range(10)]
     print(f"equal class shares (10 resamples): {np.mean(balanced):.1f} +- {np.std(balanced):.1f}")
     bands = slice(0, 40, 4)
+    trip_lab = train_lab[pick]
     for c in classes:
         mine, theirs = gv[:n][pred == c][:, bands], hv[held_lab == c][:, bands]
         if len(mine) > 10:
+            # the whole distance with this class's generated clips swapped for as many round-trip training clips
+            own = np.flatnonzero(trip_lab == c)
+            swapped = np.concatenate([gv[:n][pred != c], rv[rng.choice(own, int((pred == c).sum()))]])
             print(f"  {c:<11} {len(mine):>3} clips: {frechet_distance(mine, theirs):7.2f}"
                   f"  (training clips {frechet_distance(tv[train_lab == c][:, bands], theirs):.2f}, through the"
-                  f" round trip {frechet_distance(rv[train_lab[pick] == c][:, bands], theirs):.2f})")
+                  f" round trip {frechet_distance(rv[trip_lab == c][:, bands], theirs):.2f}); the whole distance"
+                  f" with these made perfectly: {frechet_distance(swapped, hv):.1f}")
     if gen.conditional:
         return  # D needs each draw's class; the selection check is for unconditional models
     ckpt = Path(os.environ.get("CKPT") or list_checkpoints(gen_path.parent / "checkpoints")[-1])
