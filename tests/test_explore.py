@@ -104,3 +104,67 @@ def test_invert_finds_a_z_closer_than_random(models, prepared, tmp_path):
     assert report["distance"] < 0.6 * report["random_z_distance"], report  # measured: 0.2 against 0.39
     assert report["nearest_training_clip_distance"] > 0 and "found z at distance" in proc.stdout
     assert (out / "resynthesized.wav").is_file() and (out / "latents.npz").is_file()
+
+
+def relabelled(prepared: tuple[Path, Path], dest: Path, moves: dict[str, int]) -> Path:
+    """A copy of the kit's features where the first ``moves[c]`` clips of class c become snares (uneven classes)."""
+    import shutil
+
+    feats = dest / "features"
+    shutil.copytree(prepared[0], feats)
+    left = dict(moves)
+    for manifest in sorted(feats.glob("*.manifest.csv")):
+        lines = manifest.read_text().splitlines()
+        for i, line in enumerate(lines[1:], 1):
+            head, label = line.rsplit(",", 1)
+            if left.get(label, 0) > 0:
+                left[label] -= 1
+                lines[i] = f"{head},snare"
+        manifest.write_text("\n".join(lines) + "\n")
+    return feats
+
+
+def test_class_groups_show_d_one_class_a_group_and_keep_rare_classes_drawn(prepared, tmp_path):
+    """``train.class_groups``: every run of ``model.minibatch_std`` clips the loop draws is one class (the std
+    feature then sees a class's spread, not the spread between classes), of distinct clips while the class has
+    enough, and ``class_balance`` 1 still draws a class of 2 clips as often as one of 10."""
+    from collections import Counter
+
+    import torch
+
+    from specgan.core.config import load_params
+    from specgan.data.shards import load_labels
+    from specgan.training.train import Trainer, epoch_generators
+    from tests.tiny import TINY
+
+    feats = relabelled(prepared, tmp_path, {"clap": 4})
+    overrides = [f"{k}={v}" for k, v in TINY.items()] + [
+        "model.conditional=true", "train.class_groups=true", "model.minibatch_std=4", "train.class_balance=1.0"]
+    p = load_params(ROOT / "params.yaml", overrides)
+    trainer = Trainer(feats, prepared[1], tmp_path / "out", p, None, True, None, None, tracking=False)
+    labels = load_labels(feats)
+    assert Counter(labels)["clap"] == 2 and Counter(labels)["snare"] == 10
+    groups: Counter = Counter()
+    for epoch in range(60):
+        order = trainer._order(epoch_generators(p.train.seed, epoch, 0, torch.device("cpu"))[0]).tolist()
+        assert len(order) == len(labels) and set(order) <= set(range(len(labels)))
+        for start in range(0, len(order) - 3, 4):
+            run = order[start:start + 4]
+            classes = {labels[i] for i in run}
+            assert len(classes) == 1, f"a group of mixed classes: {[labels[i] for i in run]}"
+            (cls,) = classes
+            assert len(set(run)) == min(4, Counter(labels)[cls])  # distinct clips, the 2 claps twice each
+            groups[cls] += 1
+    shares = {c: n / sum(groups.values()) for c, n in groups.items()}
+    assert set(shares) == set(labels) and min(shares.values()) > 0.08 and max(shares.values()) < 0.21  # 1/7 each
+
+
+def test_class_groups_train_a_conditional_model_and_refuse_one_that_cannot_use_them(prepared, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    grouped = ("--set", "train.class_groups=true", "--set", "model.minibatch_std=4")
+    run_cli(*train_args(prepared, tmp_path / "ok", 1, "--set", "model.conditional=true", *grouped), env=env)
+    assert (tmp_path / "ok" / "generator.pt").is_file()
+    uneven = ("--set", "model.conditional=true", "--set", "model.minibatch_std=3")
+    for extra, says in [((), "needs model.conditional: true"), (uneven, "must be 2 or more and divide")]:
+        proc = run_cli(*train_args(prepared, tmp_path / "no", 1, *grouped, *extra), env=env, check=False)
+        assert proc.returncode == 1 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -126,6 +126,7 @@ class TrainConfig:
     envelope_floor_db: float = _f(-200, 0)  # the envelope's floor, in dB under each clip's loudest frame
     g_ema: float = _f(0, 0.9999)  # not in SPEC.md: export a moving average of G's weights, this decay; 0 = off
     class_balance: float = _f(0, 1)  # not in SPEC.md: draw clips with weight count(class)**-b; 0 = uniform
+    class_groups: bool = _f()  # not in SPEC.md: a conditional model's D sees minibatch-std groups of one class
     dcgan: OptimConfig = _f()
     wgan_gp: OptimConfig = _f()
 

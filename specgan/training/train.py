@@ -90,6 +90,7 @@ class Trainer:
         names = load_labels(features_dir) if params.model.conditional or self.cfg.class_balance > 0 else []
         self.classes, self.labels = self._class_ids(names, features_dir) if params.model.conditional else ((), None)
         self.draw_weights = self._draw_weights(names) if self.cfg.class_balance > 0 else None
+        self.groups = self._class_groups() if self.cfg.class_groups else None
         self.iters_per_epoch = (self.n // self.cfg.batch_size) // self.cfg.optim.d_steps
         self._refuse_a_gpu_job_on_the_cpu()
         if self.iters_per_epoch == 0:
@@ -143,9 +144,30 @@ class Trainer:
             return None
         return torch.tensor([counts[c] ** -self.cfg.class_balance for c in names], dtype=torch.float64)
 
+    def _class_groups(self) -> tuple[int, list[torch.Tensor], torch.Tensor]:
+        """``train.class_groups``: the group size, each class's clip indices and each class's chance to fill a
+        group (count**(1 - class_balance): the clips' marginal chances stay ``_draw_weights``'s)."""
+        g, b_local = self.p.model.minibatch_std, self.cfg.batch_size // self.dist.world
+        if self.labels is None:
+            raise TrainError("train.class_groups needs model.conditional: true (an unconditional G is not told "
+                             "which class a group is)")
+        if g < 2 or b_local % g:
+            raise TrainError(f"train.class_groups groups clips for D's minibatch std: model.minibatch_std must be 2 "
+                             f"or more and divide the batch per rank ({b_local}); it is {g}")
+        members = [torch.nonzero(self.labels == c).flatten().cpu() for c in range(len(self.classes))]
+        chance = torch.tensor([len(m) ** (1 - self.cfg.class_balance) for m in members], dtype=torch.float64)
+        return g, members, chance
+
     def _order(self, shuffle: torch.Generator) -> torch.Tensor:
         """This epoch's clip order: a permutation (SPEC.md 7), or with ``train.class_balance`` N draws with
-        replacement that favour rare classes (as many iterations either way)."""
+        replacement that favour rare classes (as many iterations either way); with ``train.class_groups`` each
+        run of ``model.minibatch_std`` clips is one class, distinct clips while the class has enough."""
+        if self.groups is not None:
+            g, members, chance = self.groups
+            picks = torch.multinomial(chance, -(-self.n // g), replacement=True, generator=shuffle).tolist()
+            runs = [members[c][torch.randperm(len(members[c]), generator=shuffle).repeat(-(-g // len(members[c])))[:g]]
+                    for c in picks]
+            return torch.cat(runs)[:self.n].to(self.device)
         if self.draw_weights is None:
             return torch.randperm(self.n, generator=shuffle).to(self.device)
         return torch.multinomial(self.draw_weights, self.n, replacement=True, generator=shuffle).to(self.device)
