@@ -86,3 +86,22 @@ def test_train_command_with_the_weight_trains_another_generator(prepared, tmp_pa
     bad = run_cli(*train_args(prepared, tmp_path / "bad", 1, "--set", "train.envelope_weight=-1"), env=env,
                   check=False)
     assert bad.returncode != 0 and "envelope_weight" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_conditional_batch_is_held_against_its_own_classes_envelopes(prepared, params):
+    """A conditional model's target is each class's mean envelope: a batch of real clips of any class mix meets
+    it, where the whole set's mean would pull a batch of kicks toward the cymbals' long tails."""
+    from specgan.data.shards import load_labels
+
+    _, stats, x = _data(prepared, params)
+    names = load_labels(prepared[0])
+    classes = sorted(set(names))
+    y = torch.tensor([classes.index(n) for n in names])
+    env = TimeEnvelope(stats, params.normalize, -60.0)
+    bank = env.all_of(x)
+    by_class = EnvelopeMatching(env, torch.stack([bank[y == k].mean(0) for k in range(len(classes))]), 1.0)
+    whole = EnvelopeMatching(env, bank.mean(0), 1.0)
+    kicks = y == classes.index("kick")
+    assert float(by_class(x[kicks], y[kicks])) < 1e-8 and float(whole(x[kicks])) > 1
+    mixed = kicks | (y == classes.index("cymbal"))  # every kick and cymbal: each class's mean is its target
+    assert float(by_class(x[mixed], y[mixed])) < 1e-8 < float(whole(x[mixed]))

@@ -194,6 +194,10 @@ def test_a_conditional_model_that_makes_one_sound_for_a_class_is_measured(splits
     assert set(by_class) == set(asked) and m["nn_self_class_min"] == by_class["kick"] == 0, by_class
     assert all(abs(v - 1) < 1e-9 for c, v in by_class.items() if c != "kick"), by_class
     assert m["collapse_flag"] == 0  # the whole set still varies
+    half = [i for c in sorted(set(asked)) for i in [j for j, a in enumerate(asked) if a == c][::2]]
+    fewer = evaluate_audio(train.audio[half], held, train, params.evaluate, 16000, requested=[asked[i] for i in half])
+    assert set(fewer["nn_self_by_class"]) == set(asked), fewer  # fewer generated than training clips: still measured
+    assert all(0.5 < v < 2 for v in fewer["nn_self_by_class"].values()), fewer["nn_self_by_class"]
 
 
 def test_a_generator_that_memorized_its_training_clips_is_flagged_through_the_render(splits, params, round_trip):

@@ -58,9 +58,7 @@ def test_the_main_job_trains_the_stable_recipe_and_the_demo_extends_it():
     demo = load_params(ROOT / "params.yaml", ["recipe=demo"])
     assert demo.recipe == "demo" and (demo.model.model_dim, demo.train.batch_size, demo.train.epochs) == (8, 8, 100)
     assert demo.model.minibatch_std == main.model.minibatch_std  # from stable, not a second copy
-    real = load_params(ROOT / "params.yaml", ["recipe=demo_real"])  # `specgan demo --source`
-    assert real.recipe == "demo_real" and real.model.conditional and not demo.model.conditional
-    assert (real.model.model_dim, real.train.epochs, real.train.class_balance) == (8, 100, 1.0)  # from demo
+    assert demo.model.conditional and not main.model.conditional and demo.train.class_balance == 1.0
 
 
 def test_recipe_command_switches_keeps_comments_and_labels_changes(tmp_path):
@@ -80,7 +78,6 @@ def test_recipe_command_switches_keeps_comments_and_labels_changes(tmp_path):
     assert load_params(tmp_path / "params.yaml").recipe == "stable"
     listed, n = run_cli("recipe", cwd=tmp_path).stdout, len(raw["recipes"]["seed"])  # every recipe sets seed's keys
     assert "recipe stable" in listed and f"demo: {n} values (extends stable)" in listed
-    assert f"demo_real: {n} values (extends demo)" in listed
 
 
 def test_an_unknown_recipe_is_one_line_and_changes_nothing(tmp_path):
@@ -88,7 +85,7 @@ def test_an_unknown_recipe_is_one_line_and_changes_nothing(tmp_path):
     before = (tmp_path / "params.yaml").read_bytes()
     proc = run_cli("recipe", "fastest", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
-        "specgan recipe: error: recipe: no recipe named 'fastest' (known: seed, paper, stable, demo, demo_real)"]
+        "specgan recipe: error: recipe: no recipe named 'fastest' (known: seed, paper, stable, demo)"]
     assert (tmp_path / "params.yaml").read_bytes() == before
     with pytest.raises(ConfigError, match="no recipe named 'x'"):
         load_params(ROOT / "params.yaml", ["recipe=x"])

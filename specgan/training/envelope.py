@@ -69,9 +69,12 @@ class EnvelopeMatching:
             self._quantiles[n] = ranked[lo] + (ranked[hi] - ranked[lo]) * frac
         return self._quantiles[n]
 
-    def __call__(self, fake: torch.Tensor) -> torch.Tensor:
+    def __call__(self, fake: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The term for a generated batch; ``y``, a conditional model's classes, with a [classes, T] ``target``:
+        the batch mean against the mean of those classes' targets (each clip beside its own class's envelope)."""
         env = self.envelope(fake)
-        loss = self.weight * ((env.mean(0) - self.target) / 10).square().sum()
+        target = self.target if y is None or self.target.dim() == 1 else self.target[y].mean(0)
+        loss = self.weight * ((env.mean(0) - target) / 10).square().sum()
         if self.quantile_weight:
             gap = (env.sort(dim=0).values - self.quantiles(env.shape[0])) / 10
             loss = loss + self.quantile_weight * gap.square().mean(0).sum()

@@ -82,9 +82,9 @@ class GanStep:
                  g_net: nn.Module | None = None, d_net: nn.Module | None = None,
                  d_frozen: nn.Module | None = None, autocast: bool = False,
                  grad_sync: Callable[[nn.Module], None] | None = None,
-                 g_extra: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 g_extra: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> None:
         self.s, self.cfg, self.latent = state, train, latent_dim
-        self.g_extra = g_extra  # an extra G loss on the generated batch (specgan.training.envelope.EnvelopeMatching)
+        self.g_extra = g_extra  # an extra G loss on a generated batch and its classes (envelope.EnvelopeMatching)
         self.grad_sync = grad_sync or (lambda module: None)
         # `is None`, not `or`: a torch.compile-wrapped module has no truth value.
         self.g_net = state.G if g_net is None else g_net
@@ -144,7 +144,7 @@ class GanStep:
                 scores = self.d_frozen(*self._cond(fake, y)).float()
                 loss = losses.wgan_g_loss(scores) if self.wgan else losses.dcgan_g_loss(scores)
                 if self.g_extra is not None:
-                    loss = loss + self.g_extra(fake)
+                    loss = loss + self.g_extra(fake, y)
             self.s.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.grad_sync(self.s.G)
@@ -171,7 +171,7 @@ class GanStep:
 def fast_step(state: GanState, train: TrainConfig, latent_dim: int,
               wrap: Callable[[nn.Module], nn.Module] | None = None,
               grad_sync: Callable[[nn.Module], None] | None = None,
-              g_extra: Callable[[torch.Tensor], torch.Tensor] | None = None) -> GanStep:
+              g_extra: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> GanStep:
     """The project's fastest step for the state's device: channels-last networks (also on the CPU, where
     oneDNN's convolutions ran the demo's step 1.07-1.13x faster); on CUDA also TF32, cuDNN autotuning, bf16
     autocast (``train.bf16``) and torch.compile (``train.compile``). ``wrap`` (DDP) wraps G and D first;

@@ -176,8 +176,9 @@ class Trainer:
         """A conditional model's class names (sorted) and each clip's class index, on the device."""
         missing = sum(1 for name in names if not name)
         if missing:
-            raise TrainError(f"model.conditional needs a class for every clip, but {missing} of {len(names)} clips "
-                             f"in {features_dir} have none (data.labels: manifest or folder)")
+            raise TrainError(f"model.conditional needs a class for every clip, but {missing} of {len(names)} "
+                             f"clips in {features_dir} have none (data.labels: manifest or folder; or train "
+                             "unconditionally: model.conditional=false)")
         classes = tuple(sorted(set(names)))
         if len(classes) < 2:
             raise TrainError(f"model.conditional needs at least 2 classes; {features_dir} has {list(classes)}")
@@ -247,15 +248,20 @@ class Trainer:
 
     def _envelope_term(self) -> EnvelopeMatching | None:
         """``train.envelope_weight``'s (and ``envelope_quantile_weight``'s) G loss term, its targets the whole
-        training tensor's mean envelope and every clip's envelope. With ``train.class_balance`` the target stays
-        the data's own mixture (the held-out clips' too): weighted as the draws are, decays went 1.6x further
-        from the held-out clips' on Hydrogen (BENCHMARKS.md, "Real one-shots")."""
+        training tensor's mean envelope and every clip's envelope. A conditional model's target is each class's
+        own mean envelope, a batch held against its classes': against the whole set's, every class was pulled
+        toward one decay (Hydrogen and the kit: BENCHMARKS.md, "Each class its own envelope"). With
+        ``train.class_balance`` an unconditional model's target stays the data's own mixture (the held-out
+        clips' too): weighted as the draws are, decays went 1.6x further from the held-out clips' on Hydrogen."""
         c = self.cfg
         if not (c.envelope_weight or c.envelope_quantile_weight):
             return None
         env = TimeEnvelope(self.stats, self.p.normalize, c.envelope_floor_db, self.device)
         bank = env.all_of(self.data)
-        return EnvelopeMatching(env, bank.mean(0), c.envelope_weight, bank, c.envelope_quantile_weight)
+        target = bank.mean(0)
+        if self.labels is not None:  # [classes, T]
+            target = torch.stack([bank[self.labels == k].mean(0) for k in range(len(self.classes))])
+        return EnvelopeMatching(env, target, c.envelope_weight, bank, c.envelope_quantile_weight)
 
     def _check_finite(self, bad: torch.Tensor) -> None:
         if bool(bad):
