@@ -250,7 +250,7 @@ class Trainer:
         """``train.envelope_weight``'s (and ``envelope_quantile_weight``'s) G loss term, its targets the whole
         training tensor's mean envelope and every clip's envelope. A conditional model's target is each class's
         own mean envelope, a batch held against its classes': against the whole set's, every class was pulled
-        toward one decay (Hydrogen and the kit: BENCHMARKS.md, "Each class its own envelope"). With
+        toward one decay (Hydrogen and the kit: BENCHMARKS.md, "The demo now"). With
         ``train.class_balance`` an unconditional model's target stays the data's own mixture (the held-out
         clips' too): weighted as the draws are, decays went 1.6x further from the held-out clips' on Hydrogen."""
         c = self.cfg
