@@ -48,8 +48,9 @@ def main() -> None:
     audio = fit_length(gen.audio(z, p.render).cpu().numpy(), feat.clip_samples)
     held = load_real(raw, p.evaluate.real_split, feat, labels_mode=p.data.labels)
     train = load_real(raw, p.data.split, feat, labels_mode=p.data.labels)
-    pick = reference_rows(len(train.audio), n, p.evaluate.seed)  # the evaluation's baseline clips (sorted by
-    trip = fit_length(gen.round_trip(train.audio[pick], p.render).cpu().numpy(), feat.clip_samples)  # class: not [:n])
+    # the evaluation's baseline clips (not the first n: the training clips are sorted by class)
+    pick = reference_rows(len(train.audio), n, p.evaluate.seed)
+    trip = fit_length(gen.round_trip(train.audio[pick], p.render).cpu().numpy(), feat.clip_samples)
     desc = Descriptors(p.evaluate, feat.sample_rate)
     gv, hv, tv, rv = (desc.vectors(a) for a in (audio, held.audio, train.audio, trip))
     print("generated:   ", split(gv[:n], hv))

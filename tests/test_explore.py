@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,7 @@ def test_conditional_model_knows_its_classes_and_makes_the_one_asked(models, kit
 
 
 def test_conditional_training_needs_labels(prepared, tmp_path):
-    import shutil
-
-    feats = tmp_path / "features"
-    shutil.copytree(prepared[0], feats)
-    for manifest in feats.glob("*.manifest.csv"):
-        lines = manifest.read_text().splitlines()
-        manifest.write_text("\n".join([lines[0]] + [line.rsplit(",", 1)[0] + "," for line in lines[1:]]) + "\n")
+    feats = relabelled(prepared, tmp_path, lambda label: "")
     proc = run_cli(*train_args((feats, prepared[1]), tmp_path / "t", 1, "--set", "model.conditional=true"),
                    env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}, check=False)
     assert proc.returncode == 1 and "needs a class for every clip" in proc.stderr
@@ -106,22 +101,30 @@ def test_invert_finds_a_z_closer_than_random(models, prepared, tmp_path):
     assert (out / "resynthesized.wav").is_file() and (out / "latents.npz").is_file()
 
 
-def relabelled(prepared: tuple[Path, Path], dest: Path, moves: dict[str, int]) -> Path:
-    """A copy of the kit's features where the first ``moves[c]`` clips of class c become snares (uneven classes)."""
+def relabelled(prepared: tuple[Path, Path], dest: Path, relabel: Callable[[str], str]) -> Path:
+    """A copy of the kit's features with each clip's label (in manifest order) replaced by ``relabel(label)``."""
     import shutil
 
     feats = dest / "features"
     shutil.copytree(prepared[0], feats)
-    left = dict(moves)
     for manifest in sorted(feats.glob("*.manifest.csv")):
         lines = manifest.read_text().splitlines()
-        for i, line in enumerate(lines[1:], 1):
-            head, label = line.rsplit(",", 1)
-            if left.get(label, 0) > 0:
-                left[label] -= 1
-                lines[i] = f"{head},snare"
-        manifest.write_text("\n".join(lines) + "\n")
+        rows = [f"{head},{relabel(label)}" for head, label in (line.rsplit(",", 1) for line in lines[1:])]
+        manifest.write_text("\n".join([lines[0], *rows]) + "\n")
     return feats
+
+
+def first_claps_to_snares(n: int) -> Callable[[str], str]:
+    """A ``relabel`` that makes the first ``n`` claps snares (uneven classes)."""
+    left = [n]
+
+    def relabel(label: str) -> str:
+        if label == "clap" and left[0] > 0:
+            left[0] -= 1
+            return "snare"
+        return label
+
+    return relabel
 
 
 def test_class_groups_show_d_one_class_a_group_and_keep_rare_classes_drawn(prepared, tmp_path):
@@ -137,7 +140,7 @@ def test_class_groups_show_d_one_class_a_group_and_keep_rare_classes_drawn(prepa
     from specgan.training.train import Trainer, epoch_generators
     from tests.tiny import TINY
 
-    feats = relabelled(prepared, tmp_path, {"clap": 4})
+    feats = relabelled(prepared, tmp_path, first_claps_to_snares(4))
     overrides = [f"{k}={v}" for k, v in TINY.items()] + [
         "model.conditional=true", "train.class_groups=true", "model.minibatch_std=4", "train.class_balance=1.0"]
     p = load_params(ROOT / "params.yaml", overrides)
