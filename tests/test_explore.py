@@ -116,11 +116,12 @@ def relabelled(prepared: tuple[Path, Path], dest: Path, relabel: Callable[[str],
 
 def first_claps_to_snares(n: int) -> Callable[[str], str]:
     """A ``relabel`` that makes the first ``n`` claps snares (uneven classes)."""
-    left = [n]
+    left = n
 
     def relabel(label: str) -> str:
-        if label == "clap" and left[0] > 0:
-            left[0] -= 1
+        nonlocal left
+        if label == "clap" and left > 0:
+            left -= 1
             return "snare"
         return label
 

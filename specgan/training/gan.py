@@ -14,6 +14,9 @@ from specgan.core.config import ModelConfig, TrainConfig
 from specgan.model import losses
 from specgan.model.networks import Discriminator, Generator
 
+# An extra G loss on a generated batch and its classes (None: unconditional), e.g. envelope.EnvelopeMatching.
+GLossTerm = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
 
 @dataclass
 class GanState:
@@ -82,9 +85,9 @@ class GanStep:
                  g_net: nn.Module | None = None, d_net: nn.Module | None = None,
                  d_frozen: nn.Module | None = None, autocast: bool = False,
                  grad_sync: Callable[[nn.Module], None] | None = None,
-                 g_extra: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> None:
+                 g_extra: GLossTerm | None = None) -> None:
         self.s, self.cfg, self.latent = state, train, latent_dim
-        self.g_extra = g_extra  # an extra G loss on a generated batch and its classes (envelope.EnvelopeMatching)
+        self.g_extra = g_extra
         self.grad_sync = grad_sync or (lambda module: None)
         # `is None`, not `or`: a torch.compile-wrapped module has no truth value.
         self.g_net = state.G if g_net is None else g_net
@@ -171,7 +174,7 @@ class GanStep:
 def fast_step(state: GanState, train: TrainConfig, latent_dim: int,
               wrap: Callable[[nn.Module], nn.Module] | None = None,
               grad_sync: Callable[[nn.Module], None] | None = None,
-              g_extra: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> GanStep:
+              g_extra: GLossTerm | None = None) -> GanStep:
     """The project's fastest step for the state's device: channels-last networks (also on the CPU, where
     oneDNN's convolutions ran the demo's step 1.07-1.13x faster); on CUDA also TF32, cuDNN autotuning, bf16
     autocast (``train.bf16``) and torch.compile (``train.compile``). ``wrap`` (DDP) wraps G and D first;
