@@ -13,7 +13,7 @@ from tests.services import ROOT, run_cli
 
 NO_STABILIZERS = {"model.minibatch_std": 0, "model.spectral_norm": False, "model.conditional": False,
                   "train.envelope_weight": 0.0, "train.envelope_quantile_weight": 0.0, "train.g_ema": 0.0,
-                  "train.class_balance": 0.0}
+                  "train.class_balance": 0.0, "train.cutout": 0.0}
 
 
 def values(p, keys):

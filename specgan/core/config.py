@@ -127,6 +127,7 @@ class TrainConfig:
     g_ema: float = _f(0, 0.9999)  # not in SPEC.md: export a moving average of G's weights, this decay; 0 = off
     class_balance: float = _f(0, 1)  # not in SPEC.md: draw clips with weight count(class)**-b; 0 = uniform
     class_groups: bool = _f()  # not in SPEC.md: a conditional model's D sees minibatch-std groups of one class
+    cutout: float = _f(0, 0.9)  # not in SPEC.md: D sees each clip with a rectangle this fraction a side zeroed
     dcgan: OptimConfig = _f()
     wgan_gp: OptimConfig = _f()
 
