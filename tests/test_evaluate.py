@@ -207,3 +207,23 @@ def test_a_generator_that_memorized_its_training_clips_is_flagged_through_the_re
     memorized = round_trip(splits["train"].audio[:100])
     m = evaluate_audio(memorized, splits["test"], splits["train"], params.evaluate, 16000, round_trip=round_trip)
     assert m["memorization_flag"] == 1 and m["nn_train"] < 0.05 * m["nn_train_real"]  # 0, up to batching
+
+
+def test_a_conditional_model_is_asked_for_classes_as_the_training_clips_hold_them():
+    """``evaluate.class_mix: data``: against held-out clips mixed as the training clips are, an even mix of
+    classes is a distance no generator could close (BENCHMARKS.md, "Hydrogen's sixteen kits"). Largest
+    remainders, every class at least once, spread through the list; an even set gives every class in turn."""
+    from specgan.evaluation.evaluate import class_mix
+
+    labels = ["cymbal"] * 92 + ["snare"] * 60 + ["tom"] * 52 + ["kick"] * 26 + ["clap"] * 13 + ["rare"]
+    classes = ("clap", "cymbal", "kick", "rare", "snare", "tom")
+    asked = class_mix(labels, classes, 256)
+    assert len(asked) == 256
+    share = {c: asked.count(c) for c in classes}
+    assert share == {"clap": 14, "cymbal": 96, "kick": 27, "rare": 1, "snare": 63, "tom": 55}
+    assert all(abs(share[c] - 256 * labels.count(c) / len(labels)) < 1.5 for c in classes if c != "rare")
+    first = asked[:64]  # spread through the list, not one class after another
+    assert {c for c in classes if c != "rare"} <= set(first)
+    even = ["a"] * 5 + ["b"] * 5 + ["c"] * 5
+    assert class_mix(even, ("a", "b", "c"), 7) == ["a", "b", "c", "a", "b", "c", "a"]
+    assert class_mix(["a"] * 3 + ["b"], ("a", "b"), 2).count("b") == 1  # at least once, still n in all

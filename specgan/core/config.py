@@ -160,6 +160,7 @@ class EvaluateConfig:
     memorization_ratio: float = _f(0, 1)
     min_heldout: int = _f(4)  # fewer usable distinct held-out clips is an error: the baseline would be noise
     bootstrap: int = _f(0, 10000)  # resamples for the Frechet distances' standard errors (0 = none)
+    class_mix: Literal["data", "even"] = _f()  # a conditional model's classes: as the training clips' are, or even
 
 
 @dataclass(frozen=True)

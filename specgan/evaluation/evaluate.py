@@ -388,11 +388,27 @@ def conditional_accuracy(clf, gen_vec: np.ndarray, requested: list[str]) -> dict
             "conditional_chance": 1.0 / len(clf.classes_)}
 
 
+def class_mix(labels: list[str], classes: tuple[str, ...], n: int) -> list[str]:
+    """``n`` class names in the proportions of ``labels`` (largest remainders; every class at least once),
+    spread evenly through the list; where every class is as common, every class in turn."""
+    counts = np.array([labels.count(c) for c in classes], dtype=np.float64)
+    if not counts.any() or (counts == counts[0]).all():
+        return [classes[i % len(classes)] for i in range(n)]
+    quota = np.maximum(counts / counts.sum() * n, 1.0)
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take), kind="stable")[: max(0, n - take.sum())]:
+        take[i] += 1
+    while take.sum() > n:  # the at-least-once floor can overshoot: trim the most asked
+        take[np.argmax(take)] -= 1
+    slots = sorted(((j + 0.5) / t, i) for i, t in enumerate(take) for j in range(t))
+    return [classes[i] for _, i in slots]
+
+
 def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
                  train_split: str, render: RenderConfig, log_to_mlflow: bool = True,
                  labels_mode: str = "manifest") -> dict:
-    """Generate ``n_generated`` clips through the render path (a conditional model: every class in turn) and
-    write the metrics JSON (and to MLflow)."""
+    """Generate ``n_generated`` clips through the render path (a conditional model: each class as often as the
+    training clips hold it, ``evaluate.class_mix``) and write the metrics JSON (and to MLflow)."""
     from specgan.audio.synthesis import DrumGenerator, sample_seeds
 
     t0 = time.perf_counter()
@@ -402,13 +418,15 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
 
     gen = DrumGenerator.load(generator_path)
     feat = gen.features
-    z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
-    y = gen.class_ids(None, cfg.n_generated)
-    say(f"generating {cfg.n_generated} clips through Griffin-Lim ({render.griffin_lim_iters} iterations)")
-    audio = fit_length(gen.audio(z, render, y).cpu().numpy(), feat.clip_samples)
     say(f"reading the real clips ({cfg.real_split} and {train_split})")
     heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout, labels_mode)
     train = load_real(data_dir, train_split, feat, labels_mode=labels_mode)
+    z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
+    y = gen.class_ids(None, cfg.n_generated)
+    if y is not None and cfg.class_mix == "data":
+        y = gen.class_ids(class_mix(train.labels, gen.classes, cfg.n_generated), cfg.n_generated)
+    say(f"generating {cfg.n_generated} clips through Griffin-Lim ({render.griffin_lim_iters} iterations)")
+    audio = fit_length(gen.audio(z, render, y).cpu().numpy(), feat.clip_samples)
     say(f"metrics on {len(heldout.audio)} held-out and {len(train.audio)} training clips (real clips through "
         f"Griffin-Lim, {cfg.bootstrap} bootstrap resamples)")
     if train_split == "all" or train_split == cfg.real_split:
@@ -419,6 +437,8 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
         return fit_length(gen.round_trip(clips, render).cpu().numpy(), feat.clip_samples)
 
     metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate, requested, round_trip)
+    if requested:
+        metrics["class_asked"] = {c: requested.count(c) / len(requested) for c in gen.classes}
     metrics["run_id"] = gen.provenance.get("run_id", "")
     metrics["generator_sha256"] = file_sha256(Path(generator_path))
     metrics["iterations"] = int(gen.provenance.get("iterations", 0))
