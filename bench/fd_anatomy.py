@@ -24,7 +24,15 @@ import torch
 
 from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
-from specgan.evaluation.evaluate import Descriptors, fit_judge, fit_length, frechet_distance, load_real, reference_rows
+from specgan.evaluation.evaluate import (
+    Descriptors,
+    class_mix,
+    fit_judge,
+    fit_length,
+    frechet_distance,
+    load_real,
+    reference_rows,
+)
 from specgan.model.networks import Discriminator
 from specgan.training.checkpoints import list_checkpoints, load_checkpoint
 
@@ -44,10 +52,13 @@ def main() -> None:
     gen_path = Path(os.environ.get("GEN", "outputs/train/generator.pt"))
     gen = DrumGenerator.load(gen_path)
     feat, n = gen.features, p.evaluate.n_generated
-    z = gen.latents(sample_seeds(p.evaluate.seed, 3 * n))
-    audio = fit_length(gen.audio(z, p.render).cpu().numpy(), feat.clip_samples)
     held = load_real(raw, p.evaluate.real_split, feat, labels_mode=p.data.labels)
     train = load_real(raw, p.data.split, feat, labels_mode=p.data.labels)
+    z = gen.latents(sample_seeds(p.evaluate.seed, 3 * n))
+    y = gen.class_ids(None, 3 * n)  # the evaluation's classes (evaluate.class_mix)
+    if y is not None and p.evaluate.class_mix == "data":
+        y = gen.class_ids(class_mix(train.labels, gen.classes, 3 * n), 3 * n)
+    audio = fit_length(gen.audio(z, p.render, y).cpu().numpy(), feat.clip_samples)
     # the evaluation's baseline clips (not the first n: the training clips are sorted by class)
     pick = reference_rows(len(train.audio), n, p.evaluate.seed)
     trip = fit_length(gen.round_trip(train.audio[pick], p.render).cpu().numpy(), feat.clip_samples)
