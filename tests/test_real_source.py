@@ -68,8 +68,9 @@ def test_demo_on_real_hydrogen_kits_end_to_end(tmp_path):
     assert all(any((kit / "test" / c).iterdir()) for c in classes)  # a quarter held out, at least one clip
     counts = {c: len(list((kit / "train" / c).iterdir())) for c in classes}
     assert "class share:" in proc.stdout and "clap" in proc.stdout
-    params = (work / "params.yaml").read_text()  # the demo recipe: one G, told the class
-    assert re.search(r"^recipe: demo\b", params, re.M) and "conditional: true" in params
+    params = (work / "params.yaml").read_text()  # the demo_real recipe: one G, told the class, no envelope term
+    assert re.search(r"^recipe: demo_real\b", params, re.M) and "conditional: true" in params
+    assert re.search(r"^  envelope_weight: 0\.0\b", params, re.M)
     metrics = json.loads((work / "metrics" / "evaluate.json").read_text())
     assert set(metrics["conditional_accuracy_by_class"]) == classes
     # asked for as the training clips are mixed (the held-out clips' mix), every class at least once

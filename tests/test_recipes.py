@@ -4,6 +4,7 @@ command switches, and a run's label says which recipe it used and what differs f
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -59,6 +60,9 @@ def test_the_main_job_trains_the_stable_recipe_and_the_demo_extends_it():
     assert demo.recipe == "demo" and (demo.model.model_dim, demo.train.batch_size, demo.train.epochs) == (8, 8, 100)
     assert demo.model.minibatch_std == main.model.minibatch_std  # from stable, not a second copy
     assert demo.model.conditional and not main.model.conditional and demo.train.class_balance == 1.0
+    real = load_params(ROOT / "params.yaml", ["recipe=demo_real"])  # `specgan demo --source`
+    assert real.train.envelope_weight == 0.0 < demo.train.envelope_weight
+    assert real.model == demo.model and real.train == replace(demo.train, envelope_weight=0.0)
 
 
 def test_recipe_command_switches_keeps_comments_and_labels_changes(tmp_path):
@@ -85,7 +89,7 @@ def test_an_unknown_recipe_is_one_line_and_changes_nothing(tmp_path):
     before = (tmp_path / "params.yaml").read_bytes()
     proc = run_cli("recipe", "fastest", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
-        "specgan recipe: error: recipe: no recipe named 'fastest' (known: seed, paper, stable, demo)"]
+        "specgan recipe: error: recipe: no recipe named 'fastest' (known: seed, paper, stable, demo, demo_real)"]
     assert (tmp_path / "params.yaml").read_bytes() == before
     with pytest.raises(ConfigError, match="no recipe named 'x'"):
         load_params(ROOT / "params.yaml", ["recipe=x"])
