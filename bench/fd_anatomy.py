@@ -26,7 +26,7 @@ from specgan.audio.synthesis import DrumGenerator, sample_seeds
 from specgan.core.config import load_params
 from specgan.evaluation.evaluate import (
     Descriptors,
-    class_mix,
+    asked_classes,
     fit_judge,
     fit_length,
     frechet_distance,
@@ -55,9 +55,7 @@ def main() -> None:
     held = load_real(raw, p.evaluate.real_split, feat, labels_mode=p.data.labels)
     train = load_real(raw, p.data.split, feat, labels_mode=p.data.labels)
     z = gen.latents(sample_seeds(p.evaluate.seed, 3 * n))
-    y = gen.class_ids(None, 3 * n)  # the evaluation's classes (evaluate.class_mix)
-    if y is not None and p.evaluate.class_mix == "data":
-        y = gen.class_ids(class_mix(train.labels, gen.classes, 3 * n), 3 * n)
+    y = asked_classes(gen, train.labels, p.evaluate, 3 * n)  # as the evaluation asks (evaluate.class_mix)
     audio = fit_length(gen.audio(z, p.render, y).cpu().numpy(), feat.clip_samples)
     # the evaluation's baseline clips (not the first n: the training clips are sorted by class)
     pick = reference_rows(len(train.audio), n, p.evaluate.seed)

@@ -404,6 +404,14 @@ def class_mix(labels: list[str], classes: tuple[str, ...], n: int) -> list[str]:
     return [classes[i] for _, i in slots]
 
 
+def asked_classes(gen, train_labels: list[str], cfg: EvaluateConfig, n: int) -> torch.Tensor | None:
+    """The classes evaluation asks ``gen`` (a DrumGenerator) for, ``n`` of them: None for an unconditional
+    model, else ``evaluate.class_mix``'s (the training clips' mix, or every class in turn)."""
+    if not gen.conditional or cfg.class_mix == "even":
+        return gen.class_ids(None, n)
+    return gen.class_ids(class_mix(train_labels, gen.classes, n), n)
+
+
 def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str | Path, cfg: EvaluateConfig,
                  train_split: str, render: RenderConfig, log_to_mlflow: bool = True,
                  labels_mode: str = "manifest") -> dict:
@@ -422,9 +430,7 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
     heldout = load_real(data_dir, cfg.real_split, feat, cfg.min_heldout, labels_mode)
     train = load_real(data_dir, train_split, feat, labels_mode=labels_mode)
     z = gen.latents(sample_seeds(cfg.seed, cfg.n_generated))
-    y = gen.class_ids(None, cfg.n_generated)
-    if y is not None and cfg.class_mix == "data":
-        y = gen.class_ids(class_mix(train.labels, gen.classes, cfg.n_generated), cfg.n_generated)
+    y = asked_classes(gen, train.labels, cfg, cfg.n_generated)
     say(f"generating {cfg.n_generated} clips through Griffin-Lim ({render.griffin_lim_iters} iterations)")
     audio = fit_length(gen.audio(z, render, y).cpu().numpy(), feat.clip_samples)
     say(f"metrics on {len(heldout.audio)} held-out and {len(train.audio)} training clips (real clips through "

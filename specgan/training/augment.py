@@ -4,7 +4,7 @@
 at a random place, set to 0 (each bin's training mean in the normalized domain). D sees real and generated
 clips masked the same way and the generator's gradient passes through the mask, so G is not asked to make
 holes; what changes is that D cannot lean on any one region of a few hundred training clips (BENCHMARKS.md,
-"Cutout")."""
+"The kit again": within the seeds' noise on the kit, no change on Hydrogen; off in every recipe)."""
 
 from __future__ import annotations
 

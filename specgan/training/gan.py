@@ -97,7 +97,6 @@ class GanStep:
         self.wgan = train.loss == "wgan_gp"
         self.gp_weight = train.optim.gp_weight
         self.r1_weight, self.r1_every = train.optim.r1_weight, train.optim.r1_every
-        self.cutout = train.cutout
         device_type = next(state.G.parameters()).device.type
         self.autocast = (lambda: torch.autocast(device_type, dtype=torch.bfloat16)) if autocast else nullcontext
 
@@ -118,7 +117,7 @@ class GanStep:
             real = real.detach().requires_grad_(True)
         with self.autocast():
             both = None if y is None else torch.cat([y, y])
-            seen = cutout(torch.cat([real, fake]), self.cutout, gen)  # ``train.cutout``: real and fake alike
+            seen = cutout(torch.cat([real, fake]), self.cfg.cutout, gen)  # ``train.cutout``: real and fake alike
             scores = self.d_net(*self._cond(seen, both)).float()  # one forward: real and fake
             real_s, fake_s = scores[:n], scores[n:]
             if self.wgan:
@@ -147,7 +146,7 @@ class GanStep:
         try:
             with self.autocast():
                 fake = self.g_net(*self._cond(self.z(n, gen, device), y))
-                scores = self.d_frozen(*self._cond(cutout(fake, self.cutout, gen), y)).float()
+                scores = self.d_frozen(*self._cond(cutout(fake, self.cfg.cutout, gen), y)).float()
                 loss = losses.wgan_g_loss(scores) if self.wgan else losses.dcgan_g_loss(scores)
                 if self.g_extra is not None:
                     loss = loss + self.g_extra(fake, y)
