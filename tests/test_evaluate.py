@@ -182,6 +182,37 @@ def test_the_class_judge_counts_a_rare_class_at_its_share(splits, params, round_
     assert m["classifier_accuracy_real"] > 0.8 and m["classifier_accuracy_inverted"] > 0.8
 
 
+def test_the_gate_holds_a_rare_class_to_its_share_of_the_data(splits, params, round_trip):
+    """A faithful generator of data with one clap in a hundred makes one clap in a hundred: the gate holds a class
+    to `registry.min_class_share` (2%) or half its expected share where that is less (`class_expected`: the
+    training clips' mix for an unconditional model, the mix asked for a conditional one), not a fixed floor that
+    no generator of the data could pass; a class it does not make at all is still refused."""
+    from types import SimpleNamespace
+
+    from specgan.registry.promotion import evaluation_problems, headline_tags, quality_problems
+
+    train = splits["train"]
+    keep = [i for i, c in enumerate(train.labels) if c != "clap"] + [train.labels.index("clap")]
+    uneven = RealSet(train.audio[keep], [train.labels[i] for i in keep])
+    m = evaluate_audio(round_trip(uneven.audio), splits["test"], uneven, params.evaluate, 16000,
+                       round_trip=round_trip)
+    assert m["class_expected"]["clap"] == pytest.approx(1 / len(keep)) and 1 / len(keep) < 0.01
+    assert sum(m["class_expected"].values()) == pytest.approx(1)
+    gate = params.registry  # min_class_share 2%
+    rare = {"class_share": {**m["class_share"], "clap": 1 / len(keep)}, "class_expected": m["class_expected"]}
+    assert not [p for p in evaluation_problems(rare, gate) if "clap" in p]
+    for shares in ({**m["class_share"], "clap": 0.0}, {**m["class_share"], "clap": 0.3 / len(keep)}):
+        problems = evaluation_problems({**rare, "class_share": shares}, gate)
+        assert any(p.startswith("class(es) clap (") for p in problems), problems
+    common = max(m["class_expected"], key=m["class_expected"].get)  # 2% still holds for a common class
+    assert evaluation_problems({**rare, "class_share": {**rare["class_share"], common: 0.015}}, gate)
+    # a registered version carries both in its tags, and the gate reads them back the same way
+    version = SimpleNamespace(tags=headline_tags({**m, **rare}, "frechet_distance"))
+    assert not [p for p in quality_problems(version, gate) if "clap" in p]
+    version.tags = headline_tags({**m, "class_share": {**m["class_share"], "clap": 0.0}}, "frechet_distance")
+    assert any("clap" in p for p in quality_problems(version, gate))
+
+
 def test_a_conditional_model_that_makes_one_sound_for_a_class_is_measured(splits, params):
     """The whole-set collapse test misses one class collapsed among six varied ones (Hydrogen's conditional
     demo made its closed hats 0.44x as varied as the real ones); ``nn_self_by_class`` sees it."""

@@ -76,6 +76,7 @@ def test_demo_on_real_hydrogen_kits_end_to_end(tmp_path):
     # asked for as the training clips are mixed (the held-out clips' mix), every class at least once
     asked = metrics["class_asked"]
     assert set(asked) == classes and min(asked.values()) > 0 and sum(asked.values()) == pytest.approx(1)
+    assert metrics["class_expected"] == pytest.approx(asked)  # what the gate holds each class to
     rare, common = min(counts, key=counts.get), max(counts, key=counts.get)
     assert asked[common] > asked[rare] and asked[common] == pytest.approx(counts[common] / sum(counts.values()),
                                                                           abs=0.08)  # exact duplicates skipped

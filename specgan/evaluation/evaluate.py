@@ -18,6 +18,8 @@ Metrics (all on 16 kHz clips prepared exactly as the features step prepares them
   (a judge that knew only clean clips heard every real clap through the render as a snare: a perfect generator
   would have had no claps); ``classifier_accuracy_real`` and ``classifier_accuracy_inverted`` are its accuracy
   on the held-out clips, clean and through the render, and ``inception_score_inverted`` the score those get.
+  ``class_expected``: the share of each class a faithful generator makes (the classes a conditional model was
+  asked for, else the training clips' mix), against which the gate judges ``class_share``.
 Each has a ``*_real`` twin, the score real clips get. For ``frechet_distance_real`` that is as many real training
 clips as there are generated ones against the same held-out clips: a Frechet distance between small samples
 is biased upwards, the more the smaller they are (on the demo's kit, half the held-out clips against the
@@ -362,6 +364,8 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
         m["inception_score"] = gen_scores["inception_score"]
         m["inception_score_real"] = class_scores(clf, held_vec)["inception_score"]
         m["class_share"] = gen_scores["class_share"]
+        expected = requested if requested is not None else train.labels
+        m["class_expected"] = {str(c): expected.count(str(c)) / len(expected) for c in clf.classes_}
         if all(heldout.labels):
             m["classifier_accuracy_real"] = accuracy(clf, held_vec, heldout.labels)
         if held_inv is not None:

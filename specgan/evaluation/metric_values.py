@@ -8,6 +8,7 @@ def numeric_metrics(metrics: dict) -> dict[str, float]:
     flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     flat.update({f"class_share.{k}": float(v) for k, v in metrics.get("class_share", {}).items()})
     flat.update({f"class_asked.{k}": float(v) for k, v in metrics.get("class_asked", {}).items()})
+    flat.update({f"class_expected.{k}": float(v) for k, v in metrics.get("class_expected", {}).items()})
     flat.update({f"conditional_accuracy.{k}": float(v)
                  for k, v in metrics.get("conditional_accuracy_by_class", {}).items()})
     flat.update({f"nn_self_by_class.{k}": float(v) for k, v in metrics.get("nn_self_by_class", {}).items()})

@@ -128,23 +128,25 @@ HEADLINE = ("frechet_distance", "frechet_distance_inverted", "inception_score", 
 
 
 def headline_tags(metrics: dict, gate_metric: str) -> dict[str, str]:
-    """The version's metric tags: the headline metrics, the gate metric, and the class shares in one tag."""
+    """The version's metric tags: the headline metrics, the gate metric, and the class shares (made and
+    expected) in one tag each."""
     flat = numeric_metrics(metrics)
     tags = {f"{METRIC_TAG}{k}": repr(flat[k]) for k in (*HEADLINE, gate_metric) if k in flat}
-    shares = metrics.get("class_share") or {}
-    if shares:
-        tags[f"{METRIC_TAG}class_share"] = ",".join(f"{c}={float(v):.4f}" for c, v in sorted(shares.items()))
+    for key in ("class_share", "class_expected"):
+        shares = metrics.get(key) or {}
+        if shares:
+            tags[f"{METRIC_TAG}{key}"] = ",".join(f"{c}={float(v):.4f}" for c, v in sorted(shares.items()))
     if metrics.get("evaluation_run_id"):
         tags["evaluation_run_id"] = str(metrics["evaluation_run_id"])
     return tags
 
 
-def _class_shares(mv) -> dict[str, float]:
-    """A version's class shares: one ``metric.class_share`` tag (``kick=0.14,...``), or one tag a class as
-    versions registered before it wrote them."""
-    shares = {k[len(METRIC_TAG + "class_share."):]: float(v) for k, v in mv.tags.items()
-              if k.startswith(METRIC_TAG + "class_share.")}
-    for pair in filter(None, mv.tags.get(f"{METRIC_TAG}class_share", "").split(",")):
+def _class_shares(mv, key: str = "class_share") -> dict[str, float]:
+    """A version's class shares (``class_share`` or ``class_expected``): one ``metric.<key>`` tag
+    (``kick=0.14,...``), or one tag a class as versions registered before it wrote them."""
+    shares = {k[len(f"{METRIC_TAG}{key}."):]: float(v) for k, v in mv.tags.items()
+              if k.startswith(f"{METRIC_TAG}{key}.")}
+    for pair in filter(None, mv.tags.get(f"{METRIC_TAG}{key}", "").split(",")):
         name, _, value = pair.partition("=")
         shares[name] = float(value)
     return shares
@@ -164,21 +166,28 @@ def quality_problems(mv, cfg: RegistryConfig) -> list[str]:
     """Why a version's own evaluation rules it out, whatever its gate metric (empty: none)."""
     return evaluation_problems({"collapse_flag": _metric(mv, "collapse_flag"),
                                 "memorization_flag": _metric(mv, "memorization_flag"),
-                                "class_share": _class_shares(mv)}, cfg)
+                                "class_share": _class_shares(mv),
+                                "class_expected": _class_shares(mv, "class_expected")}, cfg)
 
 
 def evaluation_problems(metrics: dict, cfg: RegistryConfig) -> list[str]:
-    """The promotion rules on an evaluation's metrics (``collapse_flag``, ``memorization_flag``, ``class_share``):
-    why they rule a generator out, whatever its gate metric (empty: none)."""
+    """The promotion rules on an evaluation's metrics (``collapse_flag``, ``memorization_flag``, ``class_share``
+    against ``class_expected``): why they rule a generator out, whatever its gate metric (empty: none). A class
+    must get ``min_class_share`` of the samples, or half its expected share where that is less: a faithful
+    generator of data with 1% claps makes 1% claps."""
     problems = []
     if cfg.refuse_collapse and metrics.get("collapse_flag") == 1:
         problems.append("its evaluation flags mode collapse")
     if cfg.refuse_memorization and metrics.get("memorization_flag") == 1:
         problems.append("its evaluation flags memorization of training clips")
-    shares = metrics.get("class_share") or {}
-    missing = sorted(c for c, v in shares.items() if not float(v) >= cfg.min_class_share)
+    shares, expected = metrics.get("class_share") or {}, metrics.get("class_expected") or {}
+    least = {c: min(cfg.min_class_share, float(expected[c]) / 2) if c in expected else cfg.min_class_share
+             for c in shares}
+    missing = sorted(c for c, v in shares.items() if not float(v) >= least[c])
     if missing:
-        problems.append(f"class(es) {', '.join(missing)} get less than {cfg.min_class_share:.0%} of its samples")
+        problems.append(f"class(es) {', '.join(f'{c} ({float(shares[c]):.1%})' for c in missing)} get less than "
+                        f"{cfg.min_class_share:.0%} of its samples (a class under {2 * cfg.min_class_share:.0%} of "
+                        "what it was asked for or trained on: half its share)")
     return problems
 
 
