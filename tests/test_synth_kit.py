@@ -71,8 +71,8 @@ CALIBRATED_ON = ("GMRockKit", "TR808EmulationKit")
                     reason="apt-get install hydrogen-data (CI installs it)")
 def test_the_kit_sounds_like_recorded_drums(tmp_path):
     """bench/kit_calibration.py, as a user runs it: the demo's kit (60 a class) against the two recorded kits it
-    was calibrated on (GM Rock and TR-808, in every version of Debian's package; its newer version adds 14 more,
-    against which the kit's kicks ring longer: BENCHMARKS.md); every class's decay, attack and centroid
+    was calibrated on (GM Rock and TR-808, Debian's hydrogen-data; hydrogen-drumkits adds 14 more, against
+    which the kit's kicks ring longer: BENCHMARKS.md); every class's decay, attack and centroid
     percentiles within 25% (or a few analysis hops)."""
     kit = make_kit(tmp_path / "kit", n_per_class=60, seed=0)
     real = tmp_path / "recorded"
