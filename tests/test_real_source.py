@@ -56,8 +56,9 @@ def test_a_folder_with_no_class_folders_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_demo_on_real_hydrogen_kits_end_to_end(tmp_path):
     """22.05-48 kHz WAV and FLAC, 7 classes as uneven as the installed kits make them (Debian's hydrogen-data:
-    2 kits with 2 claps; with hydrogen-drumkits, 16 kits with 17): every stage runs, every class is trained, asked for in the
-    training clips' proportions and judged, and the gate says in one line why it refuses the 2-epoch model."""
+    2 kits with 2 claps; with hydrogen-drumkits, 16 kits with 17): every stage runs, every class is trained,
+    asked for in the training clips' proportions and judged, and the gate says in one line why it refuses the
+    2-epoch model."""
     work = tmp_path / "demo"
     tiny = {**{k: v for k, v in TINY.items() if k != "evaluate.min_heldout"}, "evaluate.n_generated": 64}
     proc = run_cli("demo", "--workdir", str(work), "--source", "hydrogen", *sets(tiny), cwd=tmp_path,
