@@ -28,7 +28,7 @@ from specgan.data.source import set_source
 from specgan.data.synth_kit import CLASSES, make_kit, split_for
 
 DEMO_RECIPE = "demo"  # params.yaml's recipes.demo: the stable recipe at CPU size, class-conditional (BENCHMARKS.md)
-DEMO_REAL_RECIPE = "demo_real"  # recipes.demo_real, for --source: demo without the envelope term (BENCHMARKS.md)
+DEMO_REAL_RECIPE = "demo_real"  # recipes.demo_real, for --source: demo without the envelope term, D's groups by class
 DEMO_KIT_PER_CLASS = 60  # 48 a class to train on (336), 6 valid
 # ... and 6 + 14 = 20 a class held out (140) for the metrics' real baselines: with 6 a class (42) the Frechet
 # baseline's bootstrap standard error exceeded the baseline itself (BENCHMARKS.md)

@@ -72,6 +72,7 @@ def test_demo_on_real_hydrogen_kits_end_to_end(tmp_path):
     params = (work / "params.yaml").read_text()  # the demo_real recipe: one G, told the class, no envelope term
     assert re.search(r"^recipe: demo_real\b", params, re.M) and "conditional: true" in params
     assert re.search(r"^  envelope_weight: 0\.0\b", params, re.M)
+    assert re.search(r"^  class_groups: true\b", params, re.M)  # D's minibatch-std groups hold one class each
     metrics = json.loads((work / "metrics" / "evaluate.json").read_text())
     assert set(metrics["conditional_accuracy_by_class"]) == classes
     # asked for as the training clips are mixed (the held-out clips' mix), every class at least once

@@ -62,7 +62,7 @@ def test_the_main_job_trains_the_stable_recipe_and_the_demo_extends_it():
     assert demo.model.conditional and not main.model.conditional and demo.train.class_balance == 1.0
     real = load_params(ROOT / "params.yaml", ["recipe=demo_real"])  # `specgan demo --source`
     assert real.train.envelope_weight == 0.0 < demo.train.envelope_weight
-    assert real.model == demo.model and real.train == replace(demo.train, envelope_weight=0.0)
+    assert real.model == demo.model and real.train == replace(demo.train, envelope_weight=0.0, class_groups=True)
 
 
 def test_recipe_command_switches_keeps_comments_and_labels_changes(tmp_path):
