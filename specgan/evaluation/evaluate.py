@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,8 +365,7 @@ def evaluate_audio(generated: np.ndarray, heldout: RealSet, train: RealSet, cfg:
         m["inception_score"] = gen_scores["inception_score"]
         m["inception_score_real"] = class_scores(clf, held_vec)["inception_score"]
         m["class_share"] = gen_scores["class_share"]
-        expected = requested if requested is not None else train.labels
-        m["class_expected"] = {str(c): expected.count(str(c)) / len(expected) for c in clf.classes_}
+        m["class_expected"] = shares_of(requested if requested is not None else train.labels, clf.classes_)
         if all(heldout.labels):
             m["classifier_accuracy_real"] = accuracy(clf, held_vec, heldout.labels)
         if held_inv is not None:
@@ -408,6 +408,12 @@ def class_mix(labels: list[str], classes: tuple[str, ...], n: int) -> list[str]:
     return [classes[i] for _, i in slots]
 
 
+def shares_of(labels: list[str], classes) -> dict[str, float]:
+    """Each class's share of ``labels`` (0 for a class not among them)."""
+    counts = Counter(labels)
+    return {str(c): counts[str(c)] / len(labels) for c in classes}
+
+
 def asked_classes(gen, train_labels: list[str], cfg: EvaluateConfig, n: int) -> torch.Tensor | None:
     """The classes evaluation asks ``gen`` (a DrumGenerator) for, ``n`` of them: None for an unconditional
     model, else ``evaluate.class_mix``'s (the training clips' mix, or every class in turn)."""
@@ -448,7 +454,7 @@ def run_evaluate(generator_path: str | Path, data_dir: str | Path, out_json: str
 
     metrics = evaluate_audio(audio, heldout, train, cfg, feat.sample_rate, requested, round_trip)
     if requested:
-        metrics["class_asked"] = {c: requested.count(c) / len(requested) for c in gen.classes}
+        metrics["class_asked"] = shares_of(requested, gen.classes)
     metrics["run_id"] = gen.provenance.get("run_id", "")
     metrics["generator_sha256"] = file_sha256(Path(generator_path))
     metrics["iterations"] = int(gen.provenance.get("iterations", 0))
